@@ -1,0 +1,244 @@
+"""Build a bundle: export, validate, optimize, quantize, time, write the manifest.
+
+    from ortpipe.export.bundle import build_bundle
+    build_bundle("path/to/checkpoint", "bundles/my-model", optimize=True, quantize="int8")
+
+Validation is fatal for the fp32 graph (max |Δlogit| above ``atol``). The
+optimized and int8 variants are kept with their measurements either way, but
+only a variant that passes its gate can become the default: the optimized one
+must match PyTorch within ``atol``; int8 must agree with fp32 on the labels and,
+with labelled data, stay within ``max_accuracy_drop`` of fp32's accuracy.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ortpipe.export.data import LabelledTexts, read_labelled_tsv
+from ortpipe.export.onnx_export import ExportError, export_onnx, resolve_model
+from ortpipe.export.optimize import attention_shape, optimize_graph
+from ortpipe.export.quantize import quantize_int8
+from ortpipe.export.validate import PROBE_TEXTS, Comparison, accuracy, compare_with_onnx, compare_with_torch
+from ortpipe.runtime.inference import OnnxModel
+from ortpipe.runtime.manifest import Manifest, Variant, sha256_of
+from ortpipe.runtime.tokenize import TextTokenizer
+
+VARIANT_FILES = {"fp32": "model.onnx", "optimized": "model.optimized.onnx", "int8": "model.int8.onnx"}
+ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What to build and how strictly to check it."""
+
+    optimize: bool = True
+    quantize: str | None = "int8"
+    atol: float = 1e-4
+    min_int8_agreement: float = 0.98
+    max_accuracy_drop: float = 0.007
+    eval_data: Path | None = None
+    eval_limit: int | None = None
+    opset: int | None = None
+    threads: int | None = None
+    notes: tuple[str, ...] = ()
+
+
+class Progress:
+    """Numbered step lines on stderr with the time each step took."""
+
+    def __init__(self, total: int, echo: Callable[[str], None] | None = None):
+        self.total, self.done, self.started = total, 0, None
+        self.echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+
+    def step(self, what: str) -> None:
+        self.finish()
+        self.done += 1
+        self.started = time.perf_counter()
+        self.echo(f"[{self.done}/{self.total}] {what} ...")
+
+    def finish(self) -> None:
+        if self.started is not None:
+            self.echo(f"      done in {time.perf_counter() - self.started:.1f}s")
+            self.started = None
+
+
+def model_max_length(tokenizer, config) -> int:
+    """The longest input the model takes: tokenizer limit capped by the position table."""
+    limit = config.max_position_embeddings
+    if config.model_type in ROBERTA_LIKE:
+        limit -= (config.pad_token_id or 0) + 1
+    tokenizer_limit = getattr(tokenizer, "model_max_length", limit) or limit
+    return int(min(limit, tokenizer_limit))
+
+
+def problem_type_of(config) -> str:
+    if config.problem_type:
+        return config.problem_type
+    return "regression" if config.num_labels == 1 else "single_label_classification"
+
+
+def _median_latency_ms(model: OnnxModel, tokenizer: TextTokenizer, texts: Sequence[str], repeats: int) -> float:
+    encoded = tokenizer(list(texts))
+    model(encoded)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model(encoded)
+        times.append(time.perf_counter() - start)
+    return round(statistics.median(times) * 1000, 3)
+
+
+def _timings(model: OnnxModel, tokenizer: TextTokenizer) -> dict:
+    return {"single_sentence_ms": _median_latency_ms(model, tokenizer, PROBE_TEXTS[:1], 30),
+            "batch8_ms": _median_latency_ms(model, tokenizer, PROBE_TEXTS[:8], 10)}
+
+
+def _library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": sys.version.split()[0]}
+    for name in ("ortpipe", "torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime",
+                 "onnxruntime-gpu", "tokenizers", "numpy"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return versions
+
+
+def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildOptions(),
+                 echo: Callable[[str], None] | None = None) -> Manifest:
+    """Export ``model`` (a checkpoint folder or hub id) into the bundle folder ``out_dir``.
+
+    Returns the manifest written to ``out_dir/ortpipe.json``.
+
+    Raises:
+        ExportError: export failed, or the fp32 graph differs from PyTorch beyond ``atol``.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out_dir = Path(out_dir)
+    eval_set: LabelledTexts | None = None
+    if options.eval_data is not None:
+        eval_set = read_labelled_tsv(options.eval_data, limit=options.eval_limit)
+    steps = 4 + bool(options.optimize) + bool(options.quantize) + (eval_set is not None)
+    progress = Progress(steps, echo)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-staging-", dir=out_dir.parent))
+    try:
+        progress.step(f"exporting {model} to ONNX with optimum")
+        graph = export_onnx(model, staging / "optimum", opset=options.opset, atol=options.atol)
+        source, is_local = resolve_model(model)
+        torch_model = AutoModelForSequenceClassification.from_pretrained(
+            source, local_files_only=is_local).eval()
+        hf_tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=is_local)
+        config = torch_model.config
+        max_length = model_max_length(hf_tokenizer, config)
+        backend = hf_tokenizer.backend_tokenizer
+        backend.no_padding()
+        backend.enable_truncation(max_length=max_length)
+        backend.save(str(staging / "tokenizer.json"))
+        tokenizer = TextTokenizer(staging / "tokenizer.json", max_length, hf_tokenizer.pad_token_id or 0)
+        shutil.copyfile(graph.path, staging / VARIANT_FILES["fp32"])
+
+        progress.step("validating fp32 ONNX against PyTorch (batch sizes 1, 3, 8)")
+        fp32 = OnnxModel(staging / VARIANT_FILES["fp32"], provider="cpu", threads=options.threads)
+        fp32_check = compare_with_torch(fp32, torch_model, tokenizer)
+        if fp32_check.max_abs_diff > options.atol or fp32_check.label_agreement < 1.0:
+            raise ExportError(f"the exported ONNX graph does not match PyTorch: max |Δlogit| "
+                              f"{fp32_check.max_abs_diff:.3g} (tolerance {options.atol:g}), label agreement "
+                              f"{fp32_check.label_agreement:.2%} on {fp32_check.texts} probe texts")
+        variants = {"fp32": {"validation": {"against": "pytorch", **fp32_check.as_dict(),
+                                            "tolerance": options.atol, "passed": True},
+                             "details": {}, "model": fp32}}
+
+        if options.optimize:
+            progress.step("optimizing with ONNX Runtime's transformer fusions")
+            heads, hidden = attention_shape(config)
+            fused = optimize_graph(graph.path, staging / VARIANT_FILES["optimized"], heads, hidden)
+            optimized = OnnxModel(fused.path, provider="cpu", threads=options.threads)
+            check = compare_with_torch(optimized, torch_model, tokenizer)
+            passed = check.max_abs_diff <= options.atol and check.label_agreement == 1.0
+            variants["optimized"] = {"validation": {"against": "pytorch", **check.as_dict(),
+                                                    "tolerance": options.atol, "passed": passed},
+                                     "details": {"fused_ops": fused.fused_ops}, "model": optimized}
+            if not passed:
+                progress.echo(f"      warning: optimized variant differs from PyTorch by "
+                              f"{check.max_abs_diff:.3g} > {options.atol:g}; it will not be the default")
+
+        if options.quantize:
+            if options.quantize != "int8":
+                raise ExportError(f"quantization {options.quantize!r} is not supported; use 'int8'")
+            progress.step("quantizing to dynamic int8")
+            base = staging / (VARIANT_FILES["optimized"] if options.optimize else VARIANT_FILES["fp32"])
+            settings = quantize_int8(base, staging / VARIANT_FILES["int8"])
+            int8 = OnnxModel(staging / VARIANT_FILES["int8"], provider="cpu", threads=options.threads)
+            probe = list(PROBE_TEXTS) + (eval_set.texts if eval_set else [])
+            check = compare_with_onnx(int8, fp32, tokenizer, probe)
+            variants["int8"] = {"validation": {"against": "fp32 onnx", **check.as_dict(),
+                                               "min_label_agreement": options.min_int8_agreement,
+                                               "passed": check.label_agreement >= options.min_int8_agreement},
+                                "details": {**settings, "quantized_from": base.name}, "model": int8}
+
+        if eval_set is not None:
+            progress.step(f"measuring accuracy on {len(eval_set)} labelled texts from {eval_set.path.name}")
+            for name, entry in variants.items():
+                entry["validation"]["accuracy"] = round(
+                    accuracy(entry["model"], tokenizer, eval_set.texts, eval_set.labels), 5)
+                entry["validation"]["accuracy_data"] = f"{eval_set.path.name} ({len(eval_set)} rows)"
+            if "int8" in variants:
+                drop = variants["fp32"]["validation"]["accuracy"] - variants["int8"]["validation"]["accuracy"]
+                variants["int8"]["validation"]["accuracy_drop"] = round(drop, 5)
+                variants["int8"]["validation"]["max_accuracy_drop"] = options.max_accuracy_drop
+                if drop > options.max_accuracy_drop:
+                    variants["int8"]["validation"]["passed"] = False
+        if "int8" in variants and not variants["int8"]["validation"]["passed"]:
+            progress.echo("      warning: int8 variant failed its agreement/accuracy gate; "
+                          "it is kept but will not be the default")
+
+        progress.step("timing the variants and choosing the default")
+        for entry in variants.values():
+            entry["timing"] = _timings(entry["model"], tokenizer)
+        eligible = [name for name, entry in variants.items() if entry["validation"]["passed"]]
+        default = min(eligible, key=lambda name: variants[name]["timing"]["single_sentence_ms"])
+
+        progress.step(f"writing the bundle to {out_dir}")
+        manifest = Manifest(
+            source_model=model,
+            model_type=config.model_type,
+            problem_type=problem_type_of(config),
+            id2label={int(k): str(v) for k, v in config.id2label.items()},
+            max_length=max_length,
+            input_names=graph.input_names,
+            opset=graph.opset,
+            default_variant=default,
+            variants={name: Variant(name=name, file=VARIANT_FILES[name],
+                                    sha256=sha256_of(staging / VARIANT_FILES[name]),
+                                    validation=entry["validation"],
+                                    details={**entry["details"], "timing_cpu": entry["timing"],
+                                             "timing_threads": options.threads})
+                      for name, entry in variants.items()},
+            pad_token_id=hf_tokenizer.pad_token_id or 0,
+            tokenizer_sha256=sha256_of(staging / "tokenizer.json"),
+            library_versions=_library_versions(),
+            notes=options.notes,
+        )
+        for entry in variants.values():
+            del entry["model"]
+        shutil.rmtree(staging / "optimum")
+        manifest.write(staging)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+        progress.finish()
+        return manifest
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

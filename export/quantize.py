@@ -1,0 +1,31 @@
+"""Dynamic int8 quantization with ONNX Runtime's quantizer.
+
+Weights are stored as signed int8, activations are quantized on the fly;
+MatMul and the fused Attention ops become their integer forms.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ortpipe.export.onnx_export import ExportError
+
+SETTINGS = {"method": "dynamic", "weight_type": "QInt8", "per_channel": False, "reduce_range": False}
+
+
+def quantize_int8(source: Path, target: Path) -> dict:
+    """Write a dynamically int8-quantized copy of ``source`` to ``target``; returns its settings."""
+    from onnx import TensorProto
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.getLogger("onnxruntime").setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
+                         per_channel=SETTINGS["per_channel"], reduce_range=SETTINGS["reduce_range"],
+                         # Fused ops (com.microsoft domain) defeat ONNX shape inference; their
+                         # outputs are float, which is what the quantizer needs to be told.
+                         extra_options={"DefaultTensorType": TensorProto.FLOAT})
+    except Exception as exc:
+        raise ExportError(f"ONNX Runtime's dynamic quantization failed on {source}: {exc}") from exc
+    return dict(SETTINGS)

@@ -1,0 +1,55 @@
+"""The one batching loop: length-sorted batches, results back in input order.
+
+Every entry point that classifies many texts (``TextClassifier.__call__``,
+the CLI, the benchmarks, a future server) goes through :func:`run_in_batches`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence, TypeVar
+
+from ortpipe.runtime.errors import InputError
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+def check_batch_size(batch_size: int) -> int:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+    return batch_size
+
+
+def plan_batches(lengths: Sequence[int], batch_size: int, sort_by_length: bool = True) -> list[list[int]]:
+    """Split item indices into batches, longest items first when sorting.
+
+    Sorting puts texts of similar length together, so each batch is padded
+    little; the sort is stable, so equal lengths keep their input order.
+    """
+    check_batch_size(batch_size)
+    order = list(range(len(lengths)))
+    if sort_by_length:
+        order.sort(key=lambda i: -lengths[i])
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def run_in_batches(items: Sequence[Item], lengths: Sequence[int], batch_size: int,
+                   run_batch: Callable[[list[Item]], Sequence[Result]],
+                   sort_by_length: bool = True) -> list[Result]:
+    """Run ``run_batch`` over batches of ``items`` and return its results in input order.
+
+    Args:
+        items: anything ``run_batch`` understands (here: tokenizer encodings).
+        lengths: the cost of each item (token count), used to sort.
+        batch_size: items per call of ``run_batch``.
+        run_batch: takes a list of items, returns one result per item, in order.
+        sort_by_length: group items of similar length (the results' order is kept either way).
+    """
+    results: list = [None] * len(items)
+    for batch in plan_batches(lengths, batch_size, sort_by_length):
+        outputs = run_batch([items[i] for i in batch])
+        if len(outputs) != len(batch):
+            raise RuntimeError(f"run_batch returned {len(outputs)} results for {len(batch)} items")
+        for index, output in zip(batch, outputs):
+            results[index] = output
+    return results

@@ -1,0 +1,83 @@
+"""Open a bundle directory: read its manifest, check its files, pick a variant."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ortpipe.runtime.errors import BundleError, IntegrityError
+from ortpipe.runtime.manifest import Manifest, Variant, read_manifest, sha256_of
+
+DEFAULT_BUNDLE_NAME = "sst2-minilm"
+
+
+def ortpipe_home() -> Path:
+    """ortpipe's data folder: ``$ORTPIPE_HOME``, else ``~/.cache/ortpipe``."""
+    env = os.environ.get("ORTPIPE_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "ortpipe"
+
+
+def default_bundle_dir() -> Path:
+    """Where ``ortpipe export`` with no model writes the default bundle."""
+    return ortpipe_home() / "bundles" / DEFAULT_BUNDLE_NAME
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A checked bundle: its folder, manifest and the chosen variant."""
+
+    path: Path
+    manifest: Manifest
+    variant: Variant
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / self.variant.file
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path / self.manifest.tokenizer_file
+
+
+def _check_file(path: Path, expected_sha256: str, what: str, verify: bool) -> None:
+    if not path.is_file():
+        raise BundleError(f"{what} {path.name} is missing from bundle {path.parent}")
+    if path.stat().st_size == 0:
+        raise BundleError(f"{what} {path} is empty")
+    if verify and expected_sha256:
+        actual = sha256_of(path)
+        if actual != expected_sha256:
+            raise IntegrityError(f"{what} {path} is corrupted or was changed: sha256 {actual[:16]}… "
+                                 f"but the manifest records {expected_sha256[:16]}…")
+
+
+def open_bundle(path: str | Path | None = None, variant: str | None = None, verify: bool = True) -> Bundle:
+    """Read and check a bundle.
+
+    Args:
+        path: the bundle folder; None means the default bundle.
+        variant: a variant named in the manifest (``fp32``, ``optimized``,
+            ``int8``, ``fp16``); None means the manifest's default.
+        verify: check sha256 of the model and tokenizer files (a few ms per MB).
+
+    Raises:
+        BundleError: the folder, manifest or a file is missing, or the variant is unknown.
+        IntegrityError: a file's sha256 differs from the manifest.
+    """
+    if path is None:
+        path = default_bundle_dir()
+        if not path.is_dir():
+            raise BundleError(f"the default bundle is not built yet (looked in {path}); "
+                              "run `ortpipe export` once to build it, or pass a bundle path")
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(f"bundle folder {path} does not exist")
+    manifest = read_manifest(path)
+    name = variant or manifest.default_variant
+    if name not in manifest.variants:
+        raise BundleError(f"bundle {path} has no variant {name!r}; it has {sorted(manifest.variants)}")
+    chosen = manifest.variants[name]
+    _check_file(path / chosen.file, chosen.sha256, f"model variant {name!r}:", verify)
+    _check_file(path / manifest.tokenizer_file, manifest.tokenizer_sha256, "tokenizer", verify)
+    return Bundle(path=path, manifest=manifest, variant=chosen)

@@ -1,0 +1,139 @@
+"""``TextClassifier``: the four stages behind a ``transformers.pipeline`` interface.
+
+    from ortpipe.runtime import TextClassifier
+
+    clf = TextClassifier.load()                    # the default bundle
+    clf("This course is amazing!")                 # [{'label': 'POSITIVE', 'score': 0.99...}]
+
+Each stage is a public method (``tokenize``, ``infer``, ``postprocess``,
+``predict``); ``__call__`` chains them through the one batching loop.
+A classifier holds no per-call state, so threads may share one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ortpipe.runtime.batching import check_batch_size, run_in_batches
+from ortpipe.runtime.bundle import Bundle, open_bundle
+from ortpipe.runtime.errors import InputError
+from ortpipe.runtime.inference import OnnxModel
+from ortpipe.runtime.inputs import normalize_inputs
+from ortpipe.runtime.manifest import Manifest
+from ortpipe.runtime.postprocess import apply_function, resolve_function
+from ortpipe.runtime.predict import best_label, check_top_k, top_labels
+from ortpipe.runtime.tokenize import Encoded, TextInput, TextTokenizer
+
+DEFAULT_BATCH_SIZE = 32
+_UNSET: Any = object()
+
+
+class TextClassifier:
+    """A text classifier served from an ortpipe bundle by ONNX Runtime.
+
+    Build one with :meth:`load`. Attributes: ``provider`` (``"cpu"`` or
+    ``"cuda"``, the one really active), ``variant``, ``labels``, ``manifest``.
+    """
+
+    def __init__(self, bundle: Bundle, provider: str = "auto", threads: int | None = None):
+        self.bundle = bundle
+        self.manifest: Manifest = bundle.manifest
+        self.labels = self.manifest.labels
+        self.tokenizer = TextTokenizer(bundle.tokenizer_path, self.manifest.max_length,
+                                       self.manifest.pad_token_id)
+        self.model = OnnxModel(bundle.model_path, provider=provider, threads=threads)
+        self.provider = self.model.provider
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, variant: str | None = None, provider: str = "auto",
+             threads: int | None = None, verify: bool = True) -> "TextClassifier":
+        """Open a bundle and start an ONNX Runtime session on it.
+
+        Args:
+            path: bundle folder; None for the default bundle (``ortpipe export``).
+            variant: ``fp32``, ``optimized``, ``int8`` or ``fp16``; None for the
+                manifest's default (the fastest one validated at export).
+            provider: ``"auto"`` (CUDA if it really activates, else CPU),
+                ``"cpu"`` or ``"cuda"`` (an error if CUDA cannot be activated).
+            threads: ONNX Runtime intra-op threads; None lets it decide.
+            verify: check the files' sha256 against the manifest.
+
+        Raises:
+            BundleError, IntegrityError, ProviderError: see :mod:`ortpipe.runtime.errors`.
+        """
+        return cls(open_bundle(path, variant, verify), provider=provider, threads=threads)
+
+    @property
+    def variant(self) -> str:
+        return self.bundle.variant.name
+
+    def __repr__(self) -> str:
+        return (f"TextClassifier(bundle={str(self.bundle.path)!r}, variant={self.variant!r}, "
+                f"provider={self.provider!r}, labels={self.labels!r})")
+
+    # -- the four stages --------------------------------------------------------
+
+    def tokenize(self, texts: str | Sequence[TextInput] | dict, truncation: bool = True) -> Encoded:
+        """Stage 1: texts → padded numpy ``input_ids``, ``attention_mask``, ``token_type_ids``."""
+        items = normalize_inputs(texts).items
+        if not items:
+            raise InputError("no texts given: pass a str or a non-empty list of texts")
+        return self.tokenizer(items, truncation)
+
+    def infer(self, encoded: Encoded) -> np.ndarray:
+        """Stage 2: model inputs → logits, shape ``(batch, num_labels)``."""
+        return self.model(encoded)
+
+    def postprocess(self, logits: np.ndarray, function_to_apply: str | None = None) -> np.ndarray:
+        """Stage 3: logits → scores (softmax; sigmoid for multi-label; or none)."""
+        function = resolve_function(function_to_apply, self.manifest.problem_type, self.manifest.num_labels)
+        return apply_function(np.asarray(logits, dtype=np.float32), function)
+
+    def predict(self, scores: np.ndarray, top_k: int | None = 1) -> list[list[dict]]:
+        """Stage 4: scores → the ``top_k`` best ``{'label', 'score'}`` per text (None: all)."""
+        return top_labels(np.asarray(scores), self.labels, top_k)
+
+    # -- the pipeline -------------------------------------------------------------
+
+    def __call__(self, inputs: str | dict | Sequence[str | dict], top_k: int | None = _UNSET,
+                 function_to_apply: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                 truncation: bool = True, sort_by_length: bool = True) -> list:
+        """Classify texts; arguments and output shapes follow ``transformers.pipeline``.
+
+        Args:
+            inputs: a str, a ``{"text", "text_pair"}`` dict, or a list of them.
+            top_k: leave unset for one ``{'label', 'score'}`` per text; an int
+                for that many labels per text, best first; None for all labels.
+            function_to_apply: ``"default"``, ``"softmax"``, ``"sigmoid"`` or ``"none"``.
+            batch_size: texts per ONNX Runtime call.
+            truncation: cut texts to the model's limit (else longer ones are an error).
+            sort_by_length: batch texts of similar length together (results keep input order).
+
+        Returns:
+            As the pipeline: ``[{'label', 'score'}]`` for a str; a dict for one
+            text pair; one entry per text for a list. With ``top_k`` set, each
+            entry is a list of dicts.
+        """
+        given = normalize_inputs(inputs)
+        legacy = top_k is _UNSET
+        if not legacy:
+            check_top_k(top_k, len(self.labels))
+        check_batch_size(batch_size)
+        function = resolve_function(function_to_apply, self.manifest.problem_type, self.manifest.num_labels)
+        if not given.items:
+            return []
+        encodings = self.tokenizer.encode(given.items, truncation)
+
+        def classify(batch: list) -> list:
+            scores = apply_function(self.model(self.tokenizer.collate(batch)), function)
+            return best_label(scores, self.labels) if legacy else top_labels(scores, self.labels, top_k)
+
+        results = run_in_batches(encodings, [len(e.ids) for e in encodings], batch_size, classify,
+                                 sort_by_length)
+        if given.single:
+            return [results[0]] if given.single_str and legacy else results[0]
+        return results
+

@@ -1,0 +1,85 @@
+"""Stage 2: token ids → logits, with an ONNX Runtime session.
+
+The feed is built from the graph's declared inputs and dtypes, so models
+without ``token_type_ids`` (DistilBERT, RoBERTa) and int32 graphs just work.
+``InferenceSession.run`` is thread-safe, so one :class:`OnnxModel` serves
+concurrent callers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ortpipe.runtime.errors import BundleError, InferenceError, InputError
+from ortpipe.runtime.providers import check_activated, requested_providers
+from ortpipe.runtime.tokenize import Encoded
+
+_ONNX_INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
+_KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class OnnxModel:
+    """An ONNX Runtime session for one bundle variant.
+
+    Args:
+        path: the ``.onnx`` file.
+        provider: ``"auto"``, ``"cpu"`` or ``"cuda"`` (see :mod:`.providers`).
+        threads: ONNX Runtime intra-op threads; None lets ONNX Runtime decide.
+    """
+
+    def __init__(self, path: Path, provider: str = "auto", threads: int | None = None):
+        import onnxruntime as ort
+
+        requested = requested_providers(provider, ort.get_available_providers())
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        if threads is not None:
+            if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+                raise InputError(f"threads must be a positive int, got {threads!r}")
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options,
+                                                providers=requested)
+        except Exception as exc:  # ORT raises its own Fail / InvalidProtobuf / RuntimeException
+            raise BundleError(f"ONNX Runtime cannot load {path}: {type(exc).__name__}: "
+                              f"{str(exc).strip()[:300]}") from exc
+        self.provider = check_activated(provider, self.session.get_providers())
+        self.path = Path(path)
+        self._inputs = []
+        for node in self.session.get_inputs():
+            if node.name not in _KNOWN_INPUTS:
+                raise BundleError(f"{path}: graph input {node.name!r} is not one ortpipe can feed "
+                                  f"(it feeds {_KNOWN_INPUTS})")
+            if node.type not in _ONNX_INT_TYPES:
+                raise BundleError(f"{path}: graph input {node.name!r} has type {node.type}, expected int64 or int32")
+            self._inputs.append((node.name, _ONNX_INT_TYPES[node.type]))
+        self._output = self.session.get_outputs()[0].name
+        self.input_names = tuple(name for name, _ in self._inputs)
+
+    @property
+    def active_providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def feed(self, encoded: Encoded) -> dict[str, np.ndarray]:
+        """The input dict for ``session.run``: only the graph's inputs, in its dtypes."""
+        feed = {}
+        for name, dtype in self._inputs:
+            array = getattr(encoded, name)
+            feed[name] = array if array.dtype == dtype else array.astype(dtype)
+        return feed
+
+    def __call__(self, encoded: Encoded) -> np.ndarray:
+        """Run the graph; returns float32 logits of shape ``(batch, num_labels)``."""
+        if len(encoded) == 0:
+            raise InferenceError("cannot run the model on an empty batch")
+        try:
+            (logits,) = self.session.run([self._output], self.feed(encoded))
+        except Exception as exc:
+            raise InferenceError(f"ONNX Runtime failed on a batch of shape {encoded.input_ids.shape} "
+                                 f"with provider {self.provider}: {str(exc).strip()[:300]}") from exc
+        return logits.astype(np.float32, copy=False)
+

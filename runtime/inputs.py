@@ -1,0 +1,58 @@
+"""Check what a caller passed to :class:`TextClassifier` and put it in one shape.
+
+Accepted, as in ``transformers.pipeline("text-classification")``: a ``str``;
+a ``{"text": ..., "text_pair": ...}`` dict; or a list (or tuple) of those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ortpipe.runtime.errors import InputError
+from ortpipe.runtime.tokenize import TextInput
+
+_EXPECTED = "a str, a dict {'text': str, 'text_pair': str}, or a list of them"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The texts to classify, and whether the caller gave a single one."""
+
+    items: list[TextInput]
+    single: bool
+    single_str: bool
+
+
+def _one(item: Any, where: str) -> TextInput:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, dict):
+        unknown = set(item) - {"text", "text_pair"}
+        if unknown or "text" not in item:
+            raise InputError(f"{where}: a dict input needs the key 'text' and may have 'text_pair'; "
+                             f"got keys {sorted(map(str, item))}")
+        text, pair = item["text"], item.get("text_pair")
+        if not isinstance(text, str):
+            raise InputError(f"{where}: 'text' must be a str, got {type(text).__name__}")
+        if pair is None:
+            return text
+        if not isinstance(pair, str):
+            raise InputError(f"{where}: 'text_pair' must be a str, got {type(pair).__name__}")
+        return (text, pair)
+    raise InputError(f"{where}: expected {_EXPECTED}; got {type(item).__name__}")
+
+
+def normalize_inputs(inputs: Any) -> Inputs:
+    """Validate ``inputs`` and return them as a list.
+
+    Raises:
+        InputError: None, a wrong type, or a list holding a non-text item
+            (the message names its index).
+    """
+    if isinstance(inputs, (str, dict)):
+        return Inputs([_one(inputs, "input")], single=True, single_str=isinstance(inputs, str))
+    if isinstance(inputs, (list, tuple)):
+        return Inputs([_one(item, f"input[{i}]") for i, item in enumerate(inputs)],
+                      single=False, single_str=False)
+    raise InputError(f"expected {_EXPECTED}; got {type(inputs).__name__}")

@@ -1,0 +1,63 @@
+"""Choosing an ONNX Runtime execution provider, in one place.
+
+``"auto"`` takes CUDA when ONNX Runtime can really activate it, else CPU.
+``"cuda"`` never falls back: if ONNX Runtime did not activate CUDA for the
+session, that is a :class:`ProviderError`.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from ortpipe.runtime.errors import ProviderError
+
+PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+PROVIDER_CHOICES = ("auto", "cpu", "cuda")
+
+
+def requested_providers(provider: str, available: Sequence[str]) -> list[str]:
+    """The provider list to hand ONNX Runtime for a user's choice.
+
+    Args:
+        provider: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        available: ``onnxruntime.get_available_providers()``.
+
+    Raises:
+        ProviderError: an unknown choice, or CUDA asked for but not built into
+            the installed ONNX Runtime.
+    """
+    if not isinstance(provider, str) or provider.lower() not in PROVIDER_CHOICES:
+        raise ProviderError(f"provider must be one of {PROVIDER_CHOICES}, got {provider!r}")
+    provider = provider.lower()
+    cuda, cpu = PROVIDER_NAMES["cuda"], PROVIDER_NAMES["cpu"]
+    if provider == "cpu":
+        return [cpu]
+    if provider == "cuda":
+        if cuda not in available:
+            raise ProviderError(
+                "provider='cuda' was requested but the installed ONNX Runtime has no CUDA support "
+                f"(available: {list(available)}). Install onnxruntime-gpu in place of onnxruntime: "
+                "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu")
+        return [cuda, cpu]
+    return [cuda, cpu] if cuda in available else [cpu]
+
+
+def check_activated(provider: str, active: Sequence[str]) -> str:
+    """Name the provider a session really uses, and refuse a silent CUDA fallback.
+
+    Args:
+        provider: the user's choice (``"auto"``, ``"cpu"``, ``"cuda"``).
+        active: ``session.get_providers()``.
+
+    Returns:
+        ``"cuda"`` or ``"cpu"``.
+    """
+    cuda = PROVIDER_NAMES["cuda"]
+    if cuda in active:
+        return "cuda"
+    if provider.lower() == "cuda":
+        raise ProviderError(
+            "provider='cuda' was requested but ONNX Runtime could not activate CUDA for this session "
+            f"(active providers: {list(active)}). Check the CUDA and cuDNN libraries that "
+            "onnxruntime-gpu needs, or use provider='cpu'.")
+    return "cpu"

@@ -1,0 +1,99 @@
+"""Stage 1: text → token ids, with the Rust ``tokenizers`` library.
+
+Texts are encoded once without padding (so the batching loop can sort them by
+length), then each batch is padded to its own longest row in numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+
+from ortpipe.runtime.errors import BundleError, InputError
+
+TextInput = Union[str, tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A padded batch of model inputs (numpy int64, shape ``(batch, seq_len)``).
+
+    ``encodings`` keeps the tokenizer's per-text results (tokens, offsets) for
+    callers who want to look inside, as ``ortpipe classify --explain`` does.
+    """
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    token_type_ids: np.ndarray
+    encodings: tuple = ()
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    @property
+    def tokens(self) -> list[list[str]]:
+        """The token strings of each row, without padding."""
+        return [list(e.tokens) for e in self.encodings]
+
+
+class TextTokenizer:
+    """A ``tokenizers.Tokenizer`` set up once for the bundle's model.
+
+    Its settings are fixed at construction and never changed afterwards, so one
+    instance may be shared by many threads.
+    """
+
+    def __init__(self, path: Path, max_length: int, pad_token_id: int, truncation: bool = True):
+        from tokenizers import Tokenizer
+
+        try:
+            self._tokenizer = Tokenizer.from_file(str(path))
+        except Exception as exc:  # the Rust side raises a bare Exception
+            raise BundleError(f"tokenizer file {path} cannot be read: {exc}") from exc
+        self._tokenizer.no_padding()
+        self._tokenizer.no_truncation()
+        self._truncating = Tokenizer.from_str(self._tokenizer.to_str())
+        self._truncating.enable_truncation(max_length=max_length, strategy="longest_first")
+        self.max_length = max_length
+        self.pad_token_id = pad_token_id
+        self.default_truncation = truncation
+
+    def encode(self, texts: Sequence[TextInput], truncation: bool | None = None) -> list:
+        """Tokenize texts (or ``(text, text_pair)`` tuples) without padding.
+
+        Raises:
+            InputError: ``truncation=False`` and a text is longer than the model's limit.
+        """
+        truncation = self.default_truncation if truncation is None else truncation
+        tokenizer = self._truncating if truncation else self._tokenizer
+        if len(texts) == 1:
+            first = texts[0]
+            encodings = [tokenizer.encode(*first) if isinstance(first, tuple) else tokenizer.encode(first)]
+        else:
+            encodings = tokenizer.encode_batch(list(texts))
+        if not truncation:
+            for index, encoding in enumerate(encodings):
+                if len(encoding.ids) > self.max_length:
+                    raise InputError(f"text {index} has {len(encoding.ids)} tokens, more than the model's "
+                                     f"limit of {self.max_length}; pass truncation=True to cut it")
+        return encodings
+
+    def collate(self, encodings: Sequence) -> Encoded:
+        """Pad encodings to the longest of them and stack them into numpy arrays."""
+        rows = len(encodings)
+        width = max(len(e.ids) for e in encodings)
+        input_ids = np.full((rows, width), self.pad_token_id, dtype=np.int64)
+        attention_mask = np.zeros((rows, width), dtype=np.int64)
+        token_type_ids = np.zeros((rows, width), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            n = len(encoding.ids)
+            input_ids[row, :n] = encoding.ids
+            attention_mask[row, :n] = 1
+            token_type_ids[row, :n] = encoding.type_ids
+        return Encoded(input_ids, attention_mask, token_type_ids, tuple(encodings))
+
+    def __call__(self, texts: Sequence[TextInput], truncation: bool | None = None) -> Encoded:
+        return self.collate(self.encode(texts, truncation))
