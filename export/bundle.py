@@ -48,6 +48,7 @@ class BuildOptions:
     opset: int | None = None
     threads: int | None = None
     notes: tuple[str, ...] = ()
+    source_name: str | None = None
 
 
 class Progress:
@@ -211,7 +212,7 @@ def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildO
 
         progress.step(f"writing the bundle to {out_dir}")
         manifest = Manifest(
-            source_model=model,
+            source_model=options.source_name or model,
             model_type=config.model_type,
             problem_type=problem_type_of(config),
             id2label={int(k): str(v) for k, v in config.id2label.items()},

@@ -9,12 +9,12 @@ it into plain weights, so the exported graph has no adapter ops.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
 from ortpipe.runtime.errors import BundleError, IntegrityError
+from ortpipe.runtime.manifest import sha256_of
 
 ID2LABEL = {0: "NEGATIVE", 1: "POSITIVE"}
 ADAPTER_DIR = Path(__file__).resolve().parent / "sentiment_adapter"
@@ -35,17 +35,9 @@ def base_model_dir() -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_weights_hash(adapter_dir: Path) -> str:
     """Write ``SHA256`` beside the adapter weights and return the digest."""
-    digest = _sha256(adapter_dir / WEIGHTS_FILE)
+    digest = sha256_of(adapter_dir / WEIGHTS_FILE)
     (adapter_dir / HASH_FILE).write_text(f"{digest}  {WEIGHTS_FILE}\n")
     return digest
 
@@ -62,7 +54,7 @@ def verify_adapter(adapter_dir: Path = ADAPTER_DIR) -> str:
         if not needed.is_file():
             raise BundleError(f"default model adapter incomplete: {needed} is missing")
     expected = recorded.read_text().split()[0]
-    actual = _sha256(weights)
+    actual = sha256_of(weights)
     if actual != expected:
         raise IntegrityError(f"{weights} has sha256 {actual}, but {recorded} records {expected}: "
                              "the committed adapter was changed or corrupted")

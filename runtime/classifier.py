@@ -70,6 +70,24 @@ class TextClassifier:
     def variant(self) -> str:
         return self.bundle.variant.name
 
+    @property
+    def batch_invariant(self) -> bool:
+        """Whether a text's scores are the same alone and in any batch.
+
+        True for float variants (padding is masked exactly). False for dynamic
+        int8: its activation scales are computed over the whole batch, so a
+        text's scores move slightly (about 1e-3) with its batch neighbours.
+        """
+        return self.bundle.variant.details.get("method") != "dynamic"
+
+    def default_batch_size(self) -> int:
+        """Texts per ONNX Runtime call when ``batch_size`` is not given.
+
+        32 where batching cannot change results; 1 for dynamic int8, so that by
+        default every text gets the same scores whatever else is in the call.
+        """
+        return DEFAULT_BATCH_SIZE if self.batch_invariant else 1
+
     def __repr__(self) -> str:
         return (f"TextClassifier(bundle={str(self.bundle.path)!r}, variant={self.variant!r}, "
                 f"provider={self.provider!r}, labels={self.labels!r})")
@@ -99,7 +117,7 @@ class TextClassifier:
     # -- the pipeline -------------------------------------------------------------
 
     def __call__(self, inputs: str | dict | Sequence[str | dict], top_k: int | None = _UNSET,
-                 function_to_apply: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                 function_to_apply: str | None = None, batch_size: int | None = None,
                  truncation: bool = True, sort_by_length: bool = True) -> list:
         """Classify texts; arguments and output shapes follow ``transformers.pipeline``.
 
@@ -108,7 +126,8 @@ class TextClassifier:
             top_k: leave unset for one ``{'label', 'score'}`` per text; an int
                 for that many labels per text, best first; None for all labels.
             function_to_apply: ``"default"``, ``"softmax"``, ``"sigmoid"`` or ``"none"``.
-            batch_size: texts per ONNX Runtime call.
+            batch_size: texts per ONNX Runtime call; None for :meth:`default_batch_size`
+                (32, or 1 for dynamic int8 whose scores depend on batch neighbours).
             truncation: cut texts to the model's limit (else longer ones are an error).
             sort_by_length: batch texts of similar length together (results keep input order).
 
@@ -121,7 +140,7 @@ class TextClassifier:
         legacy = top_k is _UNSET
         if not legacy:
             check_top_k(top_k, len(self.labels))
-        check_batch_size(batch_size)
+        batch_size = self.default_batch_size() if batch_size is None else check_batch_size(batch_size)
         function = resolve_function(function_to_apply, self.manifest.problem_type, self.manifest.num_labels)
         if not given.items:
             return []

@@ -1,0 +1,5 @@
+"""``ortpipe bench`` (placeholder until the benchmark report lands)."""
+
+
+def add_commands(subparsers) -> None:
+    pass

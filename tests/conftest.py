@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny random checkpoints and the bundles exported from them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny_models import ARCHITECTURES, make_tiny_classifier  # noqa: E402
+
+SST2_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """One tiny random 3-label checkpoint per architecture, plus a multi-label BERT."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    made = {arch: make_tiny_classifier(arch, root / arch) for arch in ARCHITECTURES}
+    made["bert-multilabel"] = make_tiny_classifier("bert", root / "bert-multilabel", num_labels=4,
+                                                   problem_type="multi_label_classification", seed=1)
+    return made
+
+
+@pytest.fixture(scope="session")
+def bundles(checkpoints, tmp_path_factory) -> dict[str, Path]:
+    """Each checkpoint exported into a bundle with fp32, optimized and int8 variants."""
+    from ortpipe.export.bundle import build_bundle
+
+    root = tmp_path_factory.mktemp("bundles")
+    built = {}
+    for name, checkpoint in checkpoints.items():
+        build_bundle(str(checkpoint), root / name, echo=lambda line: None)
+        built[name] = root / name
+    return built
+
+
+@pytest.fixture(scope="session")
+def bert_bundle(bundles) -> Path:
+    return bundles["bert"]
+
+
+@pytest.fixture
+def bundle_copy(bert_bundle, tmp_path) -> Path:
+    """A private copy of the tiny BERT bundle that a test may break."""
+    import shutil
+
+    target = tmp_path / "bundle"
+    shutil.copytree(bert_bundle, target)
+    return target

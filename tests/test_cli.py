@@ -1,0 +1,78 @@
+"""The ``ortpipe`` command line."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+import pytest
+
+from ortpipe.runtime.cli import main
+
+
+def _run(capsys, *argv) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_classify_prints_json_lines(bert_bundle, capsys):
+    code, out, _ = _run(capsys, "classify", "--bundle", str(bert_bundle), "good movie", "bad movie")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [r["text"] for r in rows] == ["good movie", "bad movie"]
+    assert all(set(r) == {"text", "label", "score"} for r in rows)
+
+
+def test_classify_top_k_and_stdin(bert_bundle, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("first line\n\nsecond line\n"))
+    code, out, _ = _run(capsys, "classify", "--bundle", str(bert_bundle), "--top-k", "2")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(rows) == 2 and all(len(r["labels"]) == 2 for r in rows)
+
+
+def test_classify_from_file(bert_bundle, capsys, tmp_path):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("one\ntwo\nthree\n")
+    code, out, _ = _run(capsys, "classify", "--bundle", str(bert_bundle), "--file", str(texts), "--all-labels")
+    assert code == 0 and [len(json.loads(line)["labels"]) for line in out.splitlines()] == [3, 3, 3]
+
+
+def test_explain_walks_the_four_stages(bert_bundle, capsys):
+    code, out, _ = _run(capsys, "classify", "--bundle", str(bert_bundle), "--explain", "This course is amazing!")
+    assert code == 0
+    assert "[CLS] this course is amazing ! [SEP]" in out
+    assert "[101, 2023, 2607, 2003, 6429, 999, 102]" in out
+    for stage in ("1 tokenize", "2 infer", "3 postprocess", "4 predict"):
+        assert stage in out
+
+
+def test_errors_are_one_line_not_a_traceback(tmp_path, capsys):
+    code, _, err = _run(capsys, "classify", "--bundle", str(tmp_path / "missing"), "text")
+    assert code == 2 and err.startswith("ortpipe: error: bundle folder") and "Traceback" not in err
+
+
+def test_missing_file_is_reported(bert_bundle, capsys, tmp_path):
+    code, _, err = _run(capsys, "classify", "--bundle", str(bert_bundle), "--file", str(tmp_path / "nope.txt"))
+    assert code == 2 and "cannot read --file" in err
+
+
+def test_export_needs_out_with_a_model(capsys):
+    code, _, err = _run(capsys, "export", "some/model")
+    assert code == 2 and "--out DIR is required" in err
+
+
+def test_export_writes_a_bundle(checkpoints, tmp_path, capsys):
+    code, out, _ = _run(capsys, "export", str(checkpoints["distilbert"]), "--out", str(tmp_path / "b"),
+                        "--quantize", "none", "--no-optimize")
+    summary = json.loads(out)
+    assert code == 0 and summary["default_variant"] == "fp32" and list(summary["variants"]) == ["fp32"]
+    assert (tmp_path / "b" / "ortpipe.json").is_file()
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("classify", "export", "finetune", "bench"):
+        assert command in out

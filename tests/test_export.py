@@ -1,0 +1,121 @@
+"""Export: parity with PyTorch per architecture, the manifest, and fatal validation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ortpipe.export.bundle import BuildOptions, build_bundle
+from ortpipe.export.onnx_export import ExportError, export_onnx
+from ortpipe.export.validate import PROBE_TEXTS, compare_with_torch
+from ortpipe.runtime import TextClassifier
+from ortpipe.runtime.bundle import open_bundle
+from ortpipe.runtime.manifest import read_manifest, sha256_of
+from tiny_models import ARCHITECTURES
+
+UNSEEN_BATCH_SIZES = (2, 5, 16)  # export validated at 1, 3 and 8
+
+
+def _torch_model(checkpoint):
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("variant", ["fp32", "optimized"])
+def test_float_variants_match_pytorch_on_unseen_batch_sizes(arch, variant, checkpoints, bundles):
+    clf = TextClassifier.load(bundles[arch], variant=variant, provider="cpu")
+    result = compare_with_torch(clf.model, _torch_model(checkpoints[arch]), clf.tokenizer,
+                                PROBE_TEXTS, UNSEEN_BATCH_SIZES)
+    assert result.max_abs_diff <= 1e-4, f"{arch}/{variant}: max |Δlogit| {result.max_abs_diff}"
+    assert result.label_agreement == 1.0
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_int8_variant_keeps_labels_close_to_pytorch(arch, checkpoints, bundles):
+    clf = TextClassifier.load(bundles[arch], variant="int8", provider="cpu")
+    result = compare_with_torch(clf.model, _torch_model(checkpoints[arch]), clf.tokenizer, PROBE_TEXTS, (1,))
+    assert result.max_abs_diff < 0.1
+    assert result.label_agreement >= 0.9
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_manifest_records_what_was_measured(arch, bundles):
+    manifest = read_manifest(bundles[arch])
+    assert set(manifest.variants) == {"fp32", "optimized", "int8"}
+    assert manifest.default_variant in manifest.variants
+    assert manifest.variants[manifest.default_variant].validation["passed"] is True
+    for variant in manifest.variants.values():
+        assert sha256_of(bundles[arch] / variant.file) == variant.sha256
+        assert "max_abs_diff" in variant.validation and "label_agreement" in variant.validation
+    fp32 = manifest.variants["fp32"].validation
+    assert fp32["against"] == "pytorch" and fp32["max_abs_diff"] <= 1e-4 and fp32["batch_sizes"] == [1, 3, 8]
+    assert manifest.variants["optimized"].details["fused_ops"].get("Attention", 0) >= 1
+    assert manifest.problem_type == "single_label_classification"
+    assert manifest.labels == ["LABEL_A", "LABEL_B", "LABEL_C"]
+    assert manifest.max_length == 128
+    assert manifest.opset >= 14
+    assert {"torch", "transformers", "onnxruntime", "tokenizers"} <= set(manifest.library_versions)
+    expected_inputs = {"input_ids", "attention_mask"} | (
+        set() if arch in ("distilbert", "roberta") else {"token_type_ids"})
+    assert set(manifest.input_names) == expected_inputs
+
+
+def test_graph_has_dynamic_batch_and_sequence_axes(bert_bundle):
+    import onnx
+
+    graph = onnx.load(str(bert_bundle / "model.onnx"), load_external_data=False).graph
+    for node in graph.input:
+        dims = [d.dim_param for d in node.type.tensor_type.shape.dim]
+        assert dims == ["batch_size", "sequence_length"], (node.name, dims)
+
+
+def test_multilabel_problem_type_is_recorded(bundles):
+    assert read_manifest(bundles["bert-multilabel"]).problem_type == "multi_label_classification"
+
+
+def test_fp32_mismatch_beyond_tolerance_is_fatal_and_gives_numbers(checkpoints, tmp_path):
+    with pytest.raises(ExportError, match=r"max \|Δlogit\| .* \(tolerance 1e-12\)"):
+        build_bundle(str(checkpoints["bert"]), tmp_path / "b", BuildOptions(atol=1e-12, quantize=None,
+                                                                            optimize=False),
+                     echo=lambda line: None)
+    assert not (tmp_path / "b").exists()
+
+
+def test_int8_gate_failure_keeps_variant_but_not_as_default(checkpoints, tmp_path):
+    manifest = build_bundle(str(checkpoints["bert"]), tmp_path / "b",
+                            BuildOptions(min_int8_agreement=1.01), echo=lambda line: None)
+    assert manifest.variants["int8"].validation["passed"] is False
+    assert manifest.default_variant != "int8"
+    open_bundle(tmp_path / "b", "int8")  # still usable when asked for by name
+
+
+def test_eval_data_records_accuracy(checkpoints, tmp_path):
+    data = tmp_path / "eval.tsv"
+    data.write_text("sentence\tlabel\n" + "".join(f"{t}\t{i % 3}\n" for i, t in enumerate(PROBE_TEXTS)))
+    manifest = build_bundle(str(checkpoints["bert"]), tmp_path / "b", BuildOptions(eval_data=data),
+                            echo=lambda line: None)
+    for variant in manifest.variants.values():
+        assert 0.0 <= variant.validation["accuracy"] <= 1.0
+    assert "accuracy_drop" in manifest.variants["int8"].validation
+    on_disk = json.loads((tmp_path / "b" / "ortpipe.json").read_text())
+    assert on_disk["variants"]["fp32"]["validation"]["accuracy"] == manifest.variants["fp32"].validation["accuracy"]
+
+
+def test_unreachable_hub_id_is_a_plain_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ExportError, match="could not be reached"):
+        export_onnx("distilbert/distilbert-base-uncased-finetuned-sst-2-english", tmp_path)
+
+
+def test_folder_without_config_is_rejected(tmp_path):
+    with pytest.raises(ExportError, match="no config.json"):
+        export_onnx(str(tmp_path), tmp_path / "out")
+
+
+def test_logits_are_float32(bert_bundle):
+    clf = TextClassifier.load(bert_bundle, variant="fp32")
+    assert clf.infer(clf.tokenize(["a", "b c"])).dtype == np.float32
