@@ -1,5 +1,62 @@
-"""``ortpipe bench`` (placeholder until the benchmark report lands)."""
+"""``ortpipe bench``: every path, every workload, one table (needs ``ortpipe[bench]``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ortpipe.runtime.errors import OrtpipeError
 
 
 def add_commands(subparsers) -> None:
-    pass
+    bench = subparsers.add_parser(
+        "bench", help="compare ortpipe with the PyTorch paths: latency, throughput, memory, accuracy",
+        description="Run the benchmark workloads on each path and print one table with speed-ups over "
+                    "the seed PyTorch path. Figures are specific to the machine they ran on.")
+    bench.add_argument("--bundle", type=Path, help="bundle folder (default: the default bundle)")
+    bench.add_argument("--paths", nargs="+", help="paths to run (default: all CPU paths, seed first)")
+    bench.add_argument("--threads", type=int, help="threads for every path (default: all cores)")
+    bench.add_argument("--data", type=Path, help="labelled TSV for throughput/accuracy "
+                                                 "(default: SST-2 test.tsv when found)")
+    bench.add_argument("--quick", action="store_true", help="fewer repetitions, 256 sentences, no cold start")
+    bench.add_argument("--json", type=Path, help="write the raw figures here")
+    bench.add_argument("--plot", type=Path, help="write a PNG chart here")
+    bench.set_defaults(run=_run_bench)
+
+
+def _run_bench(args) -> int:
+    try:
+        import tqdm  # noqa: F401
+        from ortpipe.benchmarks.suite import BenchConfig, run_bench
+    except ImportError as exc:
+        raise OrtpipeError(f"ortpipe bench needs the bench extra ({exc.name} is missing): "
+                           "pip install 'ortpipe[bench]'") from exc
+    from tqdm import tqdm
+
+    from ortpipe.benchmarks.paths import PATH_NAMES
+    from ortpipe.benchmarks.report import format_table, write_plot
+    from ortpipe.runtime.bundle import default_bundle_dir, open_bundle
+
+    bundle = args.bundle or default_bundle_dir()
+    open_bundle(bundle, verify=True)  # a clear error now rather than deep inside a path
+    paths = tuple(args.paths or PATH_NAMES)
+    unknown = [p for p in paths if p not in PATH_NAMES and not p.endswith("-cuda")]
+    if unknown:
+        raise OrtpipeError(f"unknown path(s) {unknown}; known: {list(PATH_NAMES)}")
+    options = {"bundle": bundle, "paths": paths, "data": args.data}
+    if args.threads:
+        options["threads"] = args.threads
+    config = BenchConfig.quick_config(**options) if args.quick else BenchConfig(**options)
+    steps = len(paths) * 4 + (len(paths) if config.cold_start else 0)
+    with tqdm(total=steps, desc="ortpipe bench", unit="step", leave=False) as bar:
+        def step(what: str) -> None:
+            bar.set_postfix_str(what)
+            bar.update(1)
+
+        results = run_bench(config, step)
+    print(format_table(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if args.plot:
+        write_plot(results, args.plot)
+    return 0

@@ -83,6 +83,15 @@ def _run_finetune(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     config = FinetuneConfig(epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed)
     card = finetune(args.data, args.work, args.out, config)
+    adapter_dir = args.out or args.work / "adapter"
+    if (args.data / "test.tsv").is_file():  # export it as the default bundle would, and record what it scores
+        from ortpipe.export.bundle import BuildOptions
+        from ortpipe.export.default_bundle import build_default_bundle, record_bundle_accuracy
+
+        manifest, _ = build_default_bundle(args.work / "bundle", BuildOptions(eval_data=args.data / "test.tsv"),
+                                           adapter_dir=adapter_dir)
+        card = record_bundle_accuracy(adapter_dir, manifest)
     print(json.dumps({k: card[k] for k in ("best_step", "validation_accuracy", "test_accuracy",
-                                           "training_seconds", "weights_sha256")}, indent=2))
+                                           "bundle_test_accuracy", "training_seconds", "weights_sha256")
+                      if k in card}, indent=2))
     return 0

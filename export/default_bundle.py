@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ortpipe.export.bundle import BuildOptions, build_bundle
 from ortpipe.export.data import sst2_dir
-from ortpipe.export.default_model import build_default_checkpoint, training_card, verify_adapter
+from ortpipe.export.default_model import ADAPTER_DIR, build_default_checkpoint, training_card, verify_adapter
 from ortpipe.runtime.bundle import default_bundle_dir
 from ortpipe.runtime.manifest import Manifest
 
@@ -21,8 +21,8 @@ def build_model_bundle(model: str, out: str | Path, options: BuildOptions = Buil
     return build_bundle(model, out, options), out
 
 
-def build_default_bundle(out: str | Path | None = None,
-                         options: BuildOptions = BuildOptions()) -> tuple[Manifest, Path]:
+def build_default_bundle(out: str | Path | None = None, options: BuildOptions = BuildOptions(),
+                         adapter_dir: Path = ADAPTER_DIR) -> tuple[Manifest, Path]:
     """Build ortpipe's default sentiment bundle (MiniLM + the committed adapter).
 
     Checks the adapter's sha256, merges it into the packaged MiniLM, and exports
@@ -30,8 +30,8 @@ def build_default_bundle(out: str | Path | None = None,
     is found (``$ORTPIPE_SST2_DIR`` or ``../shared/data/sst2``) and no other
     ``eval_data`` was given. Writes to ``out`` or the default bundle folder.
     """
-    digest = verify_adapter()
-    card = training_card()
+    digest = verify_adapter(adapter_dir)
+    card = training_card(adapter_dir)
     out = Path(out) if out is not None else default_bundle_dir()
     test_file = sst2_dir() / "test.tsv"
     if options.eval_data is None and test_file.is_file():
@@ -40,7 +40,20 @@ def build_default_bundle(out: str | Path | None = None,
              f"sha256 {digest[:16]}…, trained on SST-2 (training card: test accuracy "
              f"{card['test_accuracy']:.4f})",)
     with tempfile.TemporaryDirectory(prefix="ortpipe-default-model-") as scratch:
-        checkpoint = build_default_checkpoint(Path(scratch) / "checkpoint")
+        checkpoint = build_default_checkpoint(Path(scratch) / "checkpoint", adapter_dir)
         options = dataclasses.replace(options, notes=notes + options.notes, source_name=DEFAULT_SOURCE_NAME)
         manifest = build_bundle(str(checkpoint), out, options)
     return manifest, out
+
+
+def record_bundle_accuracy(adapter_dir: Path, manifest: Manifest) -> dict:
+    """Add each variant's measured test accuracy to the adapter's training card."""
+    import json
+
+    card = training_card(adapter_dir)
+    card["bundle_test_accuracy"] = {name: variant.validation["accuracy"]
+                                    for name, variant in manifest.variants.items()
+                                    if "accuracy" in variant.validation}
+    card["bundle_default_variant"] = manifest.default_variant
+    (adapter_dir / "training_card.json").write_text(json.dumps(card, indent=2) + "\n")
+    return card

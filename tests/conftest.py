@@ -11,7 +11,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from tiny_models import ARCHITECTURES, make_tiny_classifier  # noqa: E402
 
-SST2_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
 
 
 @pytest.fixture(scope="session")

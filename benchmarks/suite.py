@@ -1,0 +1,117 @@
+"""Run every workload on every path, in one process run, and collect the figures."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ortpipe.benchmarks import workloads
+from ortpipe.benchmarks.paths import PATH_NAMES, load_path
+from ortpipe.runtime.manifest import read_manifest
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to measure, and how much."""
+
+    bundle: Path
+    paths: tuple[str, ...] = PATH_NAMES
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    data: Path | None = None
+    quick: bool = False
+    latency_repeats: int = 300
+    throughput_rounds: int = 2
+    throughput_limit: int | None = None
+    cold_start: bool = True
+
+    @classmethod
+    def quick_config(cls, **kwargs) -> "BenchConfig":
+        return cls(quick=True, latency_repeats=50, throughput_rounds=1, throughput_limit=256, cold_start=False,
+                   **kwargs)
+
+
+def machine_info(threads: int) -> dict:
+    """CPU, cores, threads, library versions: recorded with every figure."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        import cpuinfo
+
+        cpu = cpuinfo.get_cpu_info().get("brand_raw", platform.processor())
+    except Exception:  # cpuinfo is optional and probes the hardware in odd ways
+        cpu = platform.processor() or platform.machine()
+    versions = {}
+    for name in ("ortpipe", "onnxruntime", "onnxruntime-gpu", "torch", "transformers", "optimum",
+                 "optimum-onnx", "tokenizers", "numpy"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads, "platform": platform.platform(),
+            "python": platform.python_version(), "versions": versions,
+            "date": time.strftime("%Y-%m-%d %H:%M %Z")}
+
+
+def cold_start(path: str, bundle: Path, threads: int) -> dict:
+    """Process start → first prediction, and peak RSS, for one path in a fresh interpreter."""
+    started = time.time()
+    out = subprocess.run([sys.executable, "-m", "ortpipe.benchmarks.coldstart", "--path", path,
+                          "--bundle", str(bundle), "--threads", str(threads)],
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"first_prediction_s": result["first_prediction_at"] - started, "peak_rss_mb": result["peak_rss_mb"]}
+
+
+def run_bench(config: BenchConfig, step: Callable[[str], None] = lambda what: None) -> dict:
+    """Measure every path of ``config``; returns the raw figures (see :mod:`.report`)."""
+    from ortpipe.export.data import read_labelled_tsv, sst2_dir
+
+    bundle = Path(config.bundle)
+    manifest = read_manifest(bundle)
+    data_file = config.data or sst2_dir() / "test.tsv"
+    data = read_labelled_tsv(data_file, limit=config.throughput_limit) if data_file.is_file() else None
+    results: dict = {"machine": machine_info(config.threads), "bundle": str(bundle),
+                     "source_model": manifest.source_model,
+                     "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+                     "data": f"{data_file} ({len(data)} sentences)" if data else None, "paths": {}}
+    seed_labels = None
+    for name in config.paths:
+        step(f"{name}: loading")
+        path = load_path(name, bundle, manifest, config.threads)
+        figures: dict = {"provider": path.provider}
+        step(f"{name}: latency ({config.latency_repeats} runs)")
+        figures["latency"] = workloads.latency(path.one, config.latency_repeats)
+        if name.startswith("ortpipe-"):
+            figures["overhead"] = workloads.ortpipe_overhead(path.classifier, config.latency_repeats)
+        if data:
+            step(f"{name}: throughput on {len(data)} sentences")
+            figures["throughput"], labels = workloads.throughput(path.many, data.texts, 32, config.throughput_rounds)
+            if path.sorted_many:
+                figures["throughput_sorted"], labels = workloads.throughput(path.sorted_many, data.texts, 32,
+                                                                            config.throughput_rounds)
+            figures["accuracy"] = workloads.accuracy(labels, data.labels, manifest.labels)
+            if name == "seed":
+                seed_labels = labels
+            if seed_labels is not None:
+                figures["agreement_with_seed"] = workloads.agreement(labels, seed_labels)
+        step(f"{name}: 8 texts of ~512 tokens")
+        figures["long"] = workloads.long_inputs(path.many, 1 if config.quick else 3)
+        results["paths"][name] = figures
+        del path
+        gc.collect()
+    if config.cold_start:
+        for name in config.paths:
+            step(f"{name}: cold start and peak RSS (fresh process)")
+            results["paths"][name]["cold_start"] = cold_start(name, bundle, config.threads)
+    return results
+

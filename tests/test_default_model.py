@@ -1,0 +1,71 @@
+"""The default sentiment model: committed adapter, its hash, and the rebuilt bundle's accuracy."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from ortpipe.export.data import sst2_dir
+from ortpipe.export.default_model import ADAPTER_DIR, WEIGHTS_FILE, training_card, verify_adapter
+from ortpipe.runtime import BundleError, IntegrityError, TextClassifier
+
+
+def test_committed_adapter_is_small_and_matches_its_hash():
+    assert (ADAPTER_DIR / WEIGHTS_FILE).stat().st_size <= 5 * 1024 * 1024
+    assert verify_adapter() == training_card()["weights_sha256"]
+
+
+def test_training_card_reports_the_recipe():
+    card = training_card()
+    assert card["labels"] == {"0": "NEGATIVE", "1": "POSITIVE"}
+    for key in ("hyperparameters", "steps", "training_seconds", "validation_accuracy", "test_accuracy", "history"):
+        assert key in card
+
+
+def test_tampered_adapter_is_refused(tmp_path):
+    adapter = tmp_path / "adapter"
+    shutil.copytree(ADAPTER_DIR, adapter)
+    weights = adapter / WEIGHTS_FILE
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 0x01
+    weights.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="changed or corrupted"):
+        verify_adapter(adapter)
+    (adapter / WEIGHTS_FILE).unlink()
+    with pytest.raises(BundleError, match="is missing"):
+        verify_adapter(adapter)
+
+
+@pytest.fixture(scope="module")
+def default_bundle(tmp_path_factory):
+    if not (sst2_dir() / "test.tsv").is_file():
+        pytest.skip(f"SST-2 not found at {sst2_dir()}: the default bundle's accuracy cannot be checked")
+    from ortpipe.export.default_bundle import build_default_bundle
+
+    manifest, path = build_default_bundle(tmp_path_factory.mktemp("default") / "bundle")
+    return manifest, path
+
+
+@pytest.mark.slow
+def test_rebuilt_default_bundle_matches_the_training_card(default_bundle):
+    manifest, _ = default_bundle
+    card = training_card()
+    fp32 = manifest.variants["fp32"].validation["accuracy"]
+    int8 = manifest.variants["int8"].validation["accuracy"]
+    assert fp32 == pytest.approx(card["test_accuracy"], abs=0.002)
+    assert fp32 == pytest.approx(card["bundle_test_accuracy"]["fp32"], abs=0.002)
+    assert int8 == pytest.approx(card["bundle_test_accuracy"]["int8"], abs=0.002)
+    assert fp32 >= 0.90, f"fp32 test accuracy {fp32:.4f} is below the 90.0 % target"
+    assert int8 >= 0.895 and fp32 - int8 <= 0.007, (fp32, int8)
+
+
+@pytest.mark.slow
+def test_default_bundle_gives_the_seed_walkthrough(default_bundle):
+    _, path = default_bundle
+    for variant in ("fp32", "int8"):
+        clf = TextClassifier.load(path, variant=variant)
+        assert clf.tokenize("This course is amazing!").input_ids.tolist() == [[101, 2023, 2607, 2003, 6429, 999, 102]]
+        (result,) = clf("This course is amazing!")
+        assert result["label"] == "POSITIVE" and result["score"] >= 0.99, (variant, result)
+        assert clf("I hate this so much!")[0]["label"] == "NEGATIVE"
