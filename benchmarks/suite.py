@@ -16,6 +16,7 @@ from typing import Callable
 from ortpipe.benchmarks import workloads
 from ortpipe.benchmarks.paths import PATH_NAMES, load_path
 from ortpipe.runtime.manifest import read_manifest
+from ortpipe.runtime.versions import library_versions
 
 
 @dataclass(frozen=True)
@@ -40,21 +41,14 @@ class BenchConfig:
 
 def machine_info(threads: int) -> dict:
     """CPU, cores, threads, library versions: recorded with every figure."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         import cpuinfo
 
         cpu = cpuinfo.get_cpu_info().get("brand_raw", platform.processor())
     except Exception:  # cpuinfo is optional and probes the hardware in odd ways
         cpu = platform.processor() or platform.machine()
-    versions = {}
-    for name in ("ortpipe", "onnxruntime", "onnxruntime-gpu", "torch", "transformers", "optimum",
-                 "optimum-onnx", "tokenizers", "numpy"):
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            pass
+    versions = library_versions(("ortpipe", "onnxruntime", "onnxruntime-gpu", "torch", "transformers",
+                                 "optimum", "optimum-onnx", "tokenizers", "numpy"))
     return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads, "platform": platform.platform(),
             "python": platform.python_version(), "versions": versions,
             "date": time.strftime("%Y-%m-%d %H:%M %Z")}

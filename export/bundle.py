@@ -29,6 +29,7 @@ from ortpipe.export.validate import PROBE_TEXTS, Comparison, accuracy, compare_w
 from ortpipe.runtime.inference import OnnxModel
 from ortpipe.runtime.manifest import Manifest, Variant, sha256_of
 from ortpipe.runtime.tokenize import TextTokenizer
+from ortpipe.runtime.versions import library_versions
 
 VARIANT_FILES = {"fp32": "model.onnx", "optimized": "model.optimized.onnx", "int8": "model.int8.onnx"}
 ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text")
@@ -102,16 +103,7 @@ def _timings(model: OnnxModel, tokenizer: TextTokenizer) -> dict:
 
 
 def _library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {"python": sys.version.split()[0]}
-    for name in ("ortpipe", "torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime",
-                 "onnxruntime-gpu", "tokenizers", "numpy"):
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return versions
+    return {"python": sys.version.split()[0], **library_versions()}
 
 
 def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildOptions(),

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ortpipe.export.data import LabelledTexts, read_labelled_tsv
 from ortpipe.export.default_model import ID2LABEL, base_model_dir, write_weights_hash
+from ortpipe.runtime.versions import library_versions
 
 log = logging.getLogger(__name__)
 
@@ -247,13 +248,8 @@ def finetune(data_dir: str | Path, work_dir: str | Path, out_dir: str | Path | N
         "validation_accuracy": round(validation_accuracy, 4),
         "test_accuracy": round(test_accuracy, 4),
         "weights_sha256": digest,
-        "library_versions": _library_versions(),
+        "library_versions": library_versions(("torch", "transformers", "peft", "tokenizers")),
     }
     (adapter_dir / "training_card.json").write_text(json.dumps(card, indent=2) + "\n")
     return card
 
-
-def _library_versions() -> dict[str, str]:
-    from importlib.metadata import version
-
-    return {name: version(name) for name in ("torch", "transformers", "peft", "tokenizers")}

@@ -19,7 +19,9 @@ def quantize_int8(source: Path, target: Path) -> dict:
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    logging.getLogger("onnxruntime").setLevel(logging.ERROR)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer advises pre-processing on the root logger; fused graphs need none
     try:
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
                          per_channel=SETTINGS["per_channel"], reduce_range=SETTINGS["reduce_range"],
@@ -28,4 +30,6 @@ def quantize_int8(source: Path, target: Path) -> dict:
                          extra_options={"DefaultTensorType": TensorProto.FLOAT})
     except Exception as exc:
         raise ExportError(f"ONNX Runtime's dynamic quantization failed on {source}: {exc}") from exc
+    finally:
+        root.setLevel(level)
     return dict(SETTINGS)
