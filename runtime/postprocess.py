@@ -11,9 +11,9 @@ FUNCTIONS = ("default", "softmax", "sigmoid", "none")
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Numerically stable softmax over the last axis."""
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    exp /= exp.sum(axis=-1, keepdims=True)
+    return exp
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

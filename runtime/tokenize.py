@@ -83,13 +83,17 @@ class TextTokenizer:
 
     def collate(self, encodings: Sequence) -> Encoded:
         """Pad encodings to the longest of them and stack them into numpy arrays."""
+        lengths = [len(e.ids) for e in encodings]
+        width = max(lengths)
+        if min(lengths) == width:  # nothing to pad (always so for one text): build the arrays directly
+            return Encoded(np.array([e.ids for e in encodings], dtype=np.int64),
+                           np.array([e.attention_mask for e in encodings], dtype=np.int64),
+                           np.array([e.type_ids for e in encodings], dtype=np.int64), tuple(encodings))
         rows = len(encodings)
-        width = max(len(e.ids) for e in encodings)
         input_ids = np.full((rows, width), self.pad_token_id, dtype=np.int64)
         attention_mask = np.zeros((rows, width), dtype=np.int64)
         token_type_ids = np.zeros((rows, width), dtype=np.int64)
-        for row, encoding in enumerate(encodings):
-            n = len(encoding.ids)
+        for row, (encoding, n) in enumerate(zip(encodings, lengths)):
             input_ids[row, :n] = encoding.ids
             attention_mask[row, :n] = 1
             token_type_ids[row, :n] = encoding.type_ids
