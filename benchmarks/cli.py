@@ -14,7 +14,8 @@ def add_commands(subparsers) -> None:
         description="Run the benchmark workloads on each path and print one table with speed-ups over "
                     "the seed PyTorch path. Figures are specific to the machine they ran on.")
     bench.add_argument("--bundle", type=Path, help="bundle folder (default: the default bundle)")
-    bench.add_argument("--paths", nargs="+", help="paths to run (default: all CPU paths, seed first)")
+    bench.add_argument("--paths", nargs="+", help="paths to run (default: every CPU path, seed first, "
+                                                  "and the CUDA ones when ONNX Runtime has CUDA)")
     bench.add_argument("--threads", type=int, help="threads for every path (default: all cores)")
     bench.add_argument("--data", type=Path, help="labelled TSV for throughput/accuracy "
                                                  "(default: SST-2 test.tsv when found)")
@@ -33,16 +34,16 @@ def _run_bench(args) -> int:
                            "pip install 'ortpipe[bench]'") from exc
     from tqdm import tqdm
 
-    from ortpipe.benchmarks.paths import PATH_NAMES
+    from ortpipe.benchmarks.paths import GPU_PATH_NAMES, PATH_NAMES, default_path_names
     from ortpipe.benchmarks.report import format_table, write_plot
     from ortpipe.runtime.bundle import default_bundle_dir, open_bundle
 
     bundle = args.bundle or default_bundle_dir()
     open_bundle(bundle, verify=True)  # a clear error now rather than deep inside a path
-    paths = tuple(args.paths or PATH_NAMES)
-    unknown = [p for p in paths if p not in PATH_NAMES and not p.endswith("-cuda")]
+    paths = tuple(args.paths or default_path_names())
+    unknown = [p for p in paths if p not in PATH_NAMES + GPU_PATH_NAMES]
     if unknown:
-        raise OrtpipeError(f"unknown path(s) {unknown}; known: {list(PATH_NAMES)}")
+        raise OrtpipeError(f"unknown path(s) {unknown}; known: {list(PATH_NAMES + GPU_PATH_NAMES)}")
     options = {"bundle": bundle, "paths": paths, "data": args.data}
     if args.threads:
         options["threads"] = args.threads

@@ -10,7 +10,7 @@ same way, end to end (text in → label out):
 Paths: ``seed`` (the classic PyTorch walk-through), ``hf-pipeline``,
 ``optimum`` (ORTModelForSequenceClassification in a pipeline, on ortpipe's
 int8 file), ``ortpipe-fp32``, ``ortpipe-optimized``, ``ortpipe-int8`` and,
-with a GPU, ``ortpipe-fp32-cuda``.
+with a GPU, ``ortpipe-fp32-cuda`` and ``ortpipe-optimized-cuda``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,19 @@ from ortpipe.runtime.bundle import ortpipe_home
 from ortpipe.runtime.manifest import Manifest
 
 PATH_NAMES = ("seed", "hf-pipeline", "optimum", "ortpipe-fp32", "ortpipe-optimized", "ortpipe-int8")
+GPU_PATH_NAMES = ("ortpipe-fp32-cuda", "ortpipe-optimized-cuda")
+
+
+def cuda_available() -> bool:
+    """Whether the installed ONNX Runtime has the CUDA execution provider."""
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def default_path_names() -> tuple[str, ...]:
+    """Every CPU path, plus the CUDA ones when ONNX Runtime has CUDA."""
+    return PATH_NAMES + (GPU_PATH_NAMES if cuda_available() else ())
 
 
 @dataclass

@@ -68,6 +68,7 @@ def format_table(results: dict) -> str:
               f"path; {machine['platform']}; Python {machine['python']}; {versions}. Measured {machine['date']}.",
               f"Data: {results.get('data') or 'none (no throughput/accuracy)'}; batch size 32; latency = "
               f"'{'This course is amazing!'}' end to end. Figures are specific to this machine."]
+    lines += [f"Skipped: {reason}" for reason in results.get("skipped", [])]
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from ortpipe.benchmarks import workloads
-from ortpipe.benchmarks.paths import PATH_NAMES, load_path
+from ortpipe.benchmarks.paths import GPU_PATH_NAMES, cuda_available, default_path_names, load_path
 from ortpipe.runtime.manifest import read_manifest
 from ortpipe.runtime.versions import library_versions
 
@@ -24,7 +24,7 @@ class BenchConfig:
     """What to measure, and how much."""
 
     bundle: Path
-    paths: tuple[str, ...] = PATH_NAMES
+    paths: tuple[str, ...] = field(default_factory=default_path_names)
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     data: Path | None = None
     quick: bool = False
@@ -77,7 +77,9 @@ def run_bench(config: BenchConfig, step: Callable[[str], None] = lambda what: No
     results: dict = {"machine": machine_info(config.threads), "bundle": str(bundle),
                      "source_model": manifest.source_model,
                      "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
-                     "data": f"{data_file} ({len(data)} sentences)" if data else None, "paths": {}}
+                     "data": f"{data_file} ({len(data)} sentences)" if data else None, "paths": {},
+                     "skipped": [] if cuda_available() else
+                     [f"{name}: this ONNX Runtime has no CUDA execution provider" for name in GPU_PATH_NAMES]}
     seed_labels = None
     for name in config.paths:
         step(f"{name}: loading")
