@@ -25,7 +25,7 @@ from ortpipe.export.data import LabelledTexts, read_labelled_tsv
 from ortpipe.export.onnx_export import ExportError, export_onnx, resolve_model
 from ortpipe.export.optimize import attention_shape, optimize_graph
 from ortpipe.export.quantize import quantize_int8
-from ortpipe.export.validate import PROBE_TEXTS, Comparison, accuracy, compare_with_onnx, compare_with_torch
+from ortpipe.export.validate import PROBE_TEXTS, accuracy, compare_with_onnx, compare_with_torch
 from ortpipe.runtime.inference import OnnxModel
 from ortpipe.runtime.manifest import Manifest, Variant, sha256_of
 from ortpipe.runtime.tokenize import TextTokenizer
@@ -118,6 +118,8 @@ def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildO
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     out_dir = Path(out_dir)
+    if options.quantize not in (None, "int8"):
+        raise ExportError(f"quantization {options.quantize!r} is not supported; use 'int8'")
     eval_set: LabelledTexts | None = None
     if options.eval_data is not None:
         eval_set = read_labelled_tsv(options.eval_data, limit=options.eval_limit)
@@ -167,8 +169,6 @@ def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildO
                               f"{check.max_abs_diff:.3g} > {options.atol:g}; it will not be the default")
 
         if options.quantize:
-            if options.quantize != "int8":
-                raise ExportError(f"quantization {options.quantize!r} is not supported; use 'int8'")
             progress.step("quantizing to dynamic int8")
             base = staging / (VARIANT_FILES["optimized"] if options.optimize else VARIANT_FILES["fp32"])
             settings = quantize_int8(base, staging / VARIANT_FILES["int8"])
@@ -182,7 +182,7 @@ def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildO
 
         if eval_set is not None:
             progress.step(f"measuring accuracy on {len(eval_set)} labelled texts from {eval_set.path.name}")
-            for name, entry in variants.items():
+            for entry in variants.values():
                 entry["validation"]["accuracy"] = round(
                     accuracy(entry["model"], tokenizer, eval_set.texts, eval_set.labels), 5)
                 entry["validation"]["accuracy_data"] = f"{eval_set.path.name} ({len(eval_set)} rows)"

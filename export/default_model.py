@@ -74,12 +74,18 @@ def build_default_checkpoint(target: Path, adapter_dir: Path = ADAPTER_DIR) -> P
     """
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     verify_adapter(adapter_dir)
     base = base_model_dir()
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=len(ID2LABEL), id2label=ID2LABEL,
-        label2id={label: i for i, label in ID2LABEL.items()})
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the head is "newly initialized" only until the adapter replaces it
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base, num_labels=len(ID2LABEL), id2label=ID2LABEL,
+            label2id={label: i for i, label in ID2LABEL.items()})
+    finally:
+        hf_logging.set_verbosity(verbosity)
     merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
     merged.config.architectures = ["BertForSequenceClassification"]
     merged.config.problem_type = "single_label_classification"

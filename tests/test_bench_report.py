@@ -23,7 +23,7 @@ def small_results(bundles, tmp_path_factory):
 
 
 def test_every_path_is_measured_on_every_workload(small_results):
-    for name, figures in small_results["paths"].items():
+    for figures in small_results["paths"].values():
         assert figures["latency"]["p50_ms"] > 0 and figures["latency"]["runs"] == 5
         assert figures["throughput"]["texts"] == len(PROBE_TEXTS)
         assert 0 <= figures["accuracy"] <= 1 and "agreement_with_seed" in figures
