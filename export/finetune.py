@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ortpipe.export.data import LabelledTexts, read_labelled_tsv
 from ortpipe.export.default_model import ID2LABEL, base_model_dir, write_weights_hash
+from ortpipe.runtime.batching import run_in_batches
 from ortpipe.runtime.versions import library_versions
 
 log = logging.getLogger(__name__)
@@ -105,15 +106,10 @@ def evaluate_accuracy(model, ids: list[list[int]], labels: list[int], batch_size
     import torch
 
     model.eval()
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    correct = 0
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
-            enc = _collate(ids, None, batch)
-            predicted = model(**enc).logits.argmax(-1).tolist()
-            correct += sum(int(p == labels[i]) for p, i in zip(predicted, batch))
-    return correct / len(ids)
+        predicted = run_in_batches(list(range(len(ids))), [len(x) for x in ids], batch_size,
+                                   lambda batch: model(**_collate(ids, None, batch)).logits.argmax(-1).tolist())
+    return sum(int(p == gold) for p, gold in zip(predicted, labels)) / len(ids)
 
 
 def finetune(data_dir: str | Path, work_dir: str | Path, out_dir: str | Path | None = None,
@@ -253,7 +249,6 @@ def finetune(data_dir: str | Path, work_dir: str | Path, out_dir: str | Path | N
     }
     (adapter_dir / "training_card.json").write_text(json.dumps(card, indent=2) + "\n")
     return card
-
 
 
 def _portable_adapter_config(path: Path) -> None:
