@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from ortpipe.export.finetune import FinetuneConfig
 from ortpipe.runtime.errors import OrtpipeError
 
 
@@ -46,9 +47,11 @@ def add_commands(subparsers) -> None:
     finetune.add_argument("--data", type=Path, required=True, help="folder with the SST-2 TSV files")
     finetune.add_argument("--work", type=Path, default=Path("runs/finetune"), help="checkpoints go here")
     finetune.add_argument("--out", type=Path, help="final adapter folder (default WORK/adapter)")
-    finetune.add_argument("--epochs", type=float, default=3.0)
-    finetune.add_argument("--learning-rate", type=float, default=8e-4)
-    finetune.add_argument("--seed", type=int, default=42)
+    finetune.add_argument("--epochs", type=float, help=f"default {FinetuneConfig.epochs:g}")
+    finetune.add_argument("--learning-rate", type=float, help=f"default {FinetuneConfig.learning_rate:g}")
+    finetune.add_argument("--seed", type=int, help=f"default {FinetuneConfig.seed}")
+    finetune.add_argument("--ema-decay", type=float,
+                          help="keep an exponential moving average of the weights (e.g. 0.999) and select on it")
     finetune.set_defaults(run=_run_finetune)
 
 
@@ -77,10 +80,12 @@ def _run_export(args) -> int:
 
 def _run_finetune(args) -> int:
     _require_export_extra()
-    from ortpipe.export.finetune import FinetuneConfig, finetune
+    from ortpipe.export.finetune import finetune
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    config = FinetuneConfig(epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed)
+    chosen = {"epochs": args.epochs, "learning_rate": args.learning_rate, "seed": args.seed,
+              "ema_decay": args.ema_decay}
+    config = FinetuneConfig(**{k: v for k, v in chosen.items() if v is not None})
     card = finetune(args.data, args.work, args.out, config)
     adapter_dir = args.out or args.work / "adapter"
     if (args.data / "test.tsv").is_file():  # export it as the default bundle would, and record what it scores

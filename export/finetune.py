@@ -3,7 +3,8 @@
 The recipe behind ortpipe's default model: LoRA adapters on every linear layer
 of the encoder plus a trained pooler and classification head, AdamW with a
 linear warm-up/decay schedule, evaluation on a held-out set every half epoch,
-the best checkpoint kept. Only the adapter and head weights are written
+the best checkpoint kept. With ``ema_decay`` set, an exponential moving average
+of the weights (torch's ``AveragedModel``) is what gets evaluated and kept. Only the adapter and head weights are written
 (safetensors), with their sha256 and a training card.
 
     ortpipe finetune --data ../shared/data/sst2 --out export/default_model
@@ -52,8 +53,13 @@ class FinetuneConfig:
     seed: int = 42
     threads: int = 2
     evals_per_epoch: int = 2
+    ema_decay: float | None = None
     modules_to_save: tuple[str, ...] = ("pooler", "classifier")
     target_modules: str = field(default=LORA_TARGET_MODULES)
+
+    def __post_init__(self) -> None:
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be between 0 and 1 (exclusive), got {self.ema_decay}")
 
 
 def _seed_everything(seed: int) -> None:
@@ -169,6 +175,12 @@ def finetune(data_dir: str | Path, work_dir: str | Path, out_dir: str | Path | N
         scheduler.load_state_dict(saved["scheduler"])
         log.info("resumed from step %d", state["step"])
 
+    averaged = _weight_average(model, config.ema_decay)
+    if averaged is not None and (checkpoint_dir / "state.json").is_file():
+        averaged.module.load_state_dict(saved["averaged"], strict=False)
+        averaged.n_averaged.fill_(saved["n_averaged"])
+    evaluated = averaged.module if averaged is not None else model
+
     rng = random.Random(config.seed)
     lengths = [len(x) for x in train_ids]
     epoch_batches: list[list[int]] = []
@@ -187,6 +199,8 @@ def finetune(data_dir: str | Path, work_dir: str | Path, out_dir: str | Path | N
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        if averaged is not None:
+            averaged.update_parameters(model)
         running_loss += loss.item()
         running_n += 1
         done = step + 1
@@ -197,21 +211,22 @@ def finetune(data_dir: str | Path, work_dir: str | Path, out_dir: str | Path | N
                      scheduler.get_last_lr()[0], elapsed, elapsed / done * (total_steps - done))
             running_loss, running_n = 0.0, 0
         if done % eval_every == 0 or done == total_steps:
-            accuracy = evaluate_accuracy(model, validation_ids, validation.labels)
+            accuracy = evaluate_accuracy(evaluated, validation_ids, validation.labels)
             model.train()
             state["history"].append({"step": done, "epoch": round(done / steps_per_epoch, 3),
                                      "validation_accuracy": accuracy})
             log.info("eval at step %d: validation accuracy %.4f", done, accuracy)
             if accuracy > state["best_validation_accuracy"]:
                 state["best_validation_accuracy"], state["best_step"] = accuracy, done
-                model.save_pretrained(work_dir / "best")
+                evaluated.save_pretrained(work_dir / "best")
             state["step"] = done
             state["seconds"] = time.perf_counter() - started
             checkpoint_dir.mkdir(exist_ok=True)
-            trainable_state = {k: v for k, v in model.state_dict().items()
-                               if "lora_" in k or "modules_to_save" in k}
-            torch.save({"model": trainable_state, "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict()}, checkpoint_dir / "trainer.pt")
+            saved = {"model": _trainable_state(model), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict()}
+            if averaged is not None:
+                saved |= {"averaged": _trainable_state(averaged.module), "n_averaged": int(averaged.n_averaged)}
+            torch.save(saved, checkpoint_dir / "trainer.pt")
             (checkpoint_dir / "state.json").write_text(json.dumps(state, indent=2))
 
     training_seconds = time.perf_counter() - started
@@ -249,6 +264,20 @@ def finetune(data_dir: str | Path, work_dir: str | Path, out_dir: str | Path | N
     }
     (adapter_dir / "training_card.json").write_text(json.dumps(card, indent=2) + "\n")
     return card
+
+
+def _weight_average(model, decay: float | None):
+    """An exponential moving average of ``model``'s weights, or None without a decay."""
+    if decay is None:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+
+
+def _trainable_state(model) -> dict:
+    """The adapter and head tensors of a peft model (what a checkpoint needs)."""
+    return {k: v for k, v in model.state_dict().items() if "lora_" in k or "modules_to_save" in k}
 
 
 def _portable_adapter_config(path: Path) -> None:
