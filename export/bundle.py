@@ -17,12 +17,12 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 from ortpipe.export.data import LabelledTexts, read_labelled_tsv
-from ortpipe.export.onnx_export import ExportError, export_onnx, resolve_model
+from ortpipe.export.onnx_export import ExportedGraph, ExportError, export_onnx, resolve_model
 from ortpipe.export.optimize import attention_shape, optimize_graph
 from ortpipe.export.quantize import quantize_int8
 from ortpipe.export.validate import PROBE_TEXTS, accuracy, compare_with_onnx, compare_with_torch
@@ -115,116 +115,41 @@ def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildO
     Raises:
         ExportError: export failed, or the fp32 graph differs from PyTorch beyond ``atol``.
     """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     out_dir = Path(out_dir)
     if options.quantize not in (None, "int8"):
         raise ExportError(f"quantization {options.quantize!r} is not supported; use 'int8'")
-    eval_set: LabelledTexts | None = None
-    if options.eval_data is not None:
-        eval_set = read_labelled_tsv(options.eval_data, limit=options.eval_limit)
+    eval_set = read_labelled_tsv(options.eval_data, limit=options.eval_limit) if options.eval_data else None
     steps = 4 + bool(options.optimize) + bool(options.quantize) + (eval_set is not None)
     progress = Progress(steps, echo)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-staging-", dir=out_dir.parent))
     try:
         progress.step(f"exporting {model} to ONNX with optimum")
-        graph = export_onnx(model, staging / "optimum", opset=options.opset, atol=options.atol)
-        source, is_local = resolve_model(model)
-        torch_model = AutoModelForSequenceClassification.from_pretrained(
-            source, local_files_only=is_local).eval()
-        hf_tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=is_local)
-        config = torch_model.config
-        max_length = model_max_length(hf_tokenizer, config)
-        backend = hf_tokenizer.backend_tokenizer
-        backend.no_padding()
-        backend.enable_truncation(max_length=max_length)
-        backend.save(str(staging / "tokenizer.json"))
-        tokenizer = TextTokenizer(staging / "tokenizer.json", max_length, hf_tokenizer.pad_token_id or 0)
-        shutil.copyfile(graph.path, staging / VARIANT_FILES["fp32"])
+        source = _export_source(model, staging, options)
 
         progress.step("validating fp32 ONNX against PyTorch (batch sizes 1, 3, 8)")
-        fp32 = OnnxModel(staging / VARIANT_FILES["fp32"], provider="cpu", threads=options.threads)
-        fp32_check = compare_with_torch(fp32, torch_model, tokenizer)
-        if fp32_check.max_abs_diff > options.atol or fp32_check.label_agreement < 1.0:
-            raise ExportError(f"the exported ONNX graph does not match PyTorch: max |Δlogit| "
-                              f"{fp32_check.max_abs_diff:.3g} (tolerance {options.atol:g}), label agreement "
-                              f"{fp32_check.label_agreement:.2%} on {fp32_check.texts} probe texts")
-        variants = {"fp32": {"validation": {"against": "pytorch", **fp32_check.as_dict(),
-                                            "tolerance": options.atol, "passed": True},
-                             "details": {}, "model": fp32}}
-
+        variants = {"fp32": _fp32_variant(source, staging, options)}
         if options.optimize:
             progress.step("optimizing with ONNX Runtime's transformer fusions")
-            heads, hidden = attention_shape(config)
-            fused = optimize_graph(graph.path, staging / VARIANT_FILES["optimized"], heads, hidden)
-            optimized = OnnxModel(fused.path, provider="cpu", threads=options.threads)
-            check = compare_with_torch(optimized, torch_model, tokenizer)
-            passed = check.max_abs_diff <= options.atol and check.label_agreement == 1.0
-            variants["optimized"] = {"validation": {"against": "pytorch", **check.as_dict(),
-                                                    "tolerance": options.atol, "passed": passed},
-                                     "details": {"fused_ops": fused.fused_ops}, "model": optimized}
-            if not passed:
-                progress.echo(f"      warning: optimized variant differs from PyTorch by "
-                              f"{check.max_abs_diff:.3g} > {options.atol:g}; it will not be the default")
-
+            variants["optimized"] = _optimized_variant(source, staging, options, progress)
         if options.quantize:
             progress.step("quantizing to dynamic int8")
-            base = staging / (VARIANT_FILES["optimized"] if options.optimize else VARIANT_FILES["fp32"])
-            settings = quantize_int8(base, staging / VARIANT_FILES["int8"])
-            int8 = OnnxModel(staging / VARIANT_FILES["int8"], provider="cpu", threads=options.threads)
-            probe = list(PROBE_TEXTS) + (eval_set.texts if eval_set else [])
-            check = compare_with_onnx(int8, fp32, tokenizer, probe)
-            variants["int8"] = {"validation": {"against": "fp32 onnx", **check.as_dict(),
-                                               "min_label_agreement": options.min_int8_agreement,
-                                               "passed": check.label_agreement >= options.min_int8_agreement},
-                                "details": {**settings, "quantized_from": base.name}, "model": int8}
-
+            variants["int8"] = _int8_variant(source, staging, options, variants["fp32"].model, eval_set)
         if eval_set is not None:
             progress.step(f"measuring accuracy on {len(eval_set)} labelled texts from {eval_set.path.name}")
-            for entry in variants.values():
-                entry["validation"]["accuracy"] = round(
-                    accuracy(entry["model"], tokenizer, eval_set.texts, eval_set.labels), 5)
-                entry["validation"]["accuracy_data"] = f"{eval_set.path.name} ({len(eval_set)} rows)"
-            if "int8" in variants:
-                drop = variants["fp32"]["validation"]["accuracy"] - variants["int8"]["validation"]["accuracy"]
-                variants["int8"]["validation"]["accuracy_drop"] = round(drop, 5)
-                variants["int8"]["validation"]["max_accuracy_drop"] = options.max_accuracy_drop
-                if drop > options.max_accuracy_drop:
-                    variants["int8"]["validation"]["passed"] = False
-        if "int8" in variants and not variants["int8"]["validation"]["passed"]:
+            _score_accuracy(variants, source.tokenizer, eval_set, options.max_accuracy_drop)
+        if "int8" in variants and not variants["int8"].validation["passed"]:
             progress.echo("      warning: int8 variant failed its agreement/accuracy gate; "
                           "it is kept but will not be the default")
 
         progress.step("timing the variants and choosing the default")
-        for entry in variants.values():
-            entry["timing"] = _timings(entry["model"], tokenizer)
-        eligible = [name for name, entry in variants.items() if entry["validation"]["passed"]]
-        default = min(eligible, key=lambda name: variants[name]["timing"]["single_sentence_ms"])
+        for candidate in variants.values():
+            candidate.timing = _timings(candidate.model, source.tokenizer)
+        eligible = [name for name, candidate in variants.items() if candidate.validation["passed"]]
+        default = min(eligible, key=lambda name: variants[name].timing["single_sentence_ms"])
 
         progress.step(f"writing the bundle to {out_dir}")
-        manifest = Manifest(
-            source_model=options.source_name or model,
-            model_type=config.model_type,
-            problem_type=problem_type_of(config),
-            id2label={int(k): str(v) for k, v in config.id2label.items()},
-            max_length=max_length,
-            input_names=graph.input_names,
-            opset=graph.opset,
-            default_variant=default,
-            variants={name: Variant(name=name, file=VARIANT_FILES[name],
-                                    sha256=sha256_of(staging / VARIANT_FILES[name]),
-                                    validation=entry["validation"],
-                                    details={**entry["details"], "timing_cpu": entry["timing"],
-                                             "timing_threads": options.threads})
-                      for name, entry in variants.items()},
-            pad_token_id=hf_tokenizer.pad_token_id or 0,
-            tokenizer_sha256=sha256_of(staging / "tokenizer.json"),
-            library_versions=_library_versions(),
-            notes=options.notes,
-        )
-        for entry in variants.values():
-            del entry["model"]
+        manifest = _manifest(model, source, variants, default, staging, options)
         shutil.rmtree(staging / "optimum")
         manifest.write(staging)
         if out_dir.exists():
@@ -235,3 +160,125 @@ def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildO
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+@dataclass
+class _Source:
+    """The exported graph and what it came from: the PyTorch model, its config and tokenizers."""
+
+    graph: ExportedGraph
+    torch_model: object
+    config: object
+    tokenizer: TextTokenizer
+    max_length: int
+    pad_token_id: int
+
+
+@dataclass
+class _Candidate:
+    """One variant while the bundle is being built: its session, checks and timings."""
+
+    model: OnnxModel
+    validation: dict
+    details: dict = field(default_factory=dict)
+    timing: dict = field(default_factory=dict)
+
+
+def _export_source(model: str, staging: Path, options: BuildOptions) -> _Source:
+    """Export with optimum, load the PyTorch model beside it, write the bundle's tokenizer.json."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    graph = export_onnx(model, staging / "optimum", opset=options.opset, atol=options.atol)
+    location, is_local = resolve_model(model)
+    torch_model = AutoModelForSequenceClassification.from_pretrained(location, local_files_only=is_local).eval()
+    hf_tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=is_local)
+    max_length = model_max_length(hf_tokenizer, torch_model.config)
+    pad_token_id = hf_tokenizer.pad_token_id or 0
+    backend = hf_tokenizer.backend_tokenizer
+    backend.no_padding()
+    backend.enable_truncation(max_length=max_length)
+    backend.save(str(staging / "tokenizer.json"))
+    shutil.copyfile(graph.path, staging / VARIANT_FILES["fp32"])
+    return _Source(graph=graph, torch_model=torch_model, config=torch_model.config,
+                   tokenizer=TextTokenizer(staging / "tokenizer.json", max_length, pad_token_id),
+                   max_length=max_length, pad_token_id=pad_token_id)
+
+
+def _fp32_variant(source: _Source, staging: Path, options: BuildOptions) -> _Candidate:
+    """The exported graph, which must match PyTorch within ``atol`` or the build stops."""
+    fp32 = OnnxModel(staging / VARIANT_FILES["fp32"], provider="cpu", threads=options.threads)
+    check = compare_with_torch(fp32, source.torch_model, source.tokenizer)
+    if check.max_abs_diff > options.atol or check.label_agreement < 1.0:
+        raise ExportError(f"the exported ONNX graph does not match PyTorch: max |Δlogit| "
+                          f"{check.max_abs_diff:.3g} (tolerance {options.atol:g}), label agreement "
+                          f"{check.label_agreement:.2%} on {check.texts} probe texts")
+    return _Candidate(fp32, {"against": "pytorch", **check.as_dict(), "tolerance": options.atol, "passed": True})
+
+
+def _optimized_variant(source: _Source, staging: Path, options: BuildOptions, progress: Progress) -> _Candidate:
+    """ONNX Runtime's transformer fusions, kept either way but eligible only if it matches PyTorch."""
+    heads, hidden = attention_shape(source.config)
+    fused = optimize_graph(source.graph.path, staging / VARIANT_FILES["optimized"], heads, hidden)
+    optimized = OnnxModel(fused.path, provider="cpu", threads=options.threads)
+    check = compare_with_torch(optimized, source.torch_model, source.tokenizer)
+    passed = check.max_abs_diff <= options.atol and check.label_agreement == 1.0
+    if not passed:
+        progress.echo(f"      warning: optimized variant differs from PyTorch by "
+                      f"{check.max_abs_diff:.3g} > {options.atol:g}; it will not be the default")
+    return _Candidate(optimized, {"against": "pytorch", **check.as_dict(), "tolerance": options.atol,
+                                  "passed": passed}, {"fused_ops": fused.fused_ops})
+
+
+def _int8_variant(source: _Source, staging: Path, options: BuildOptions, fp32: OnnxModel,
+                  eval_set: LabelledTexts | None) -> _Candidate:
+    """Dynamic int8 of the optimized graph (or fp32), gated on label agreement with fp32."""
+    base = staging / (VARIANT_FILES["optimized"] if options.optimize else VARIANT_FILES["fp32"])
+    settings = quantize_int8(base, staging / VARIANT_FILES["int8"])
+    int8 = OnnxModel(staging / VARIANT_FILES["int8"], provider="cpu", threads=options.threads)
+    probe = list(PROBE_TEXTS) + (eval_set.texts if eval_set else [])
+    check = compare_with_onnx(int8, fp32, source.tokenizer, probe)
+    return _Candidate(int8, {"against": "fp32 onnx", **check.as_dict(),
+                             "min_label_agreement": options.min_int8_agreement,
+                             "passed": check.label_agreement >= options.min_int8_agreement},
+                      {**settings, "quantized_from": base.name})
+
+
+def _score_accuracy(variants: dict[str, _Candidate], tokenizer: TextTokenizer, eval_set: LabelledTexts,
+                    max_drop: float) -> None:
+    """Record every variant's accuracy; int8 fails its gate if it loses more than ``max_drop``."""
+    for candidate in variants.values():
+        candidate.validation["accuracy"] = round(
+            accuracy(candidate.model, tokenizer, eval_set.texts, eval_set.labels), 5)
+        candidate.validation["accuracy_data"] = f"{eval_set.path.name} ({len(eval_set)} rows)"
+    if "int8" in variants:
+        int8 = variants["int8"].validation
+        drop = variants["fp32"].validation["accuracy"] - int8["accuracy"]
+        int8.update(accuracy_drop=round(drop, 5), max_accuracy_drop=max_drop)
+        if drop > max_drop:
+            int8["passed"] = False
+
+
+def _manifest(model: str, source: _Source, variants: dict[str, _Candidate], default: str, staging: Path,
+              options: BuildOptions) -> Manifest:
+    """The bundle's self-description, with the sha256 of every file in ``staging``."""
+    config = source.config
+    return Manifest(
+        source_model=options.source_name or model,
+        model_type=config.model_type,
+        problem_type=problem_type_of(config),
+        id2label={int(k): str(v) for k, v in config.id2label.items()},
+        max_length=source.max_length,
+        input_names=source.graph.input_names,
+        opset=source.graph.opset,
+        default_variant=default,
+        variants={name: Variant(name=name, file=VARIANT_FILES[name],
+                                sha256=sha256_of(staging / VARIANT_FILES[name]),
+                                validation=candidate.validation,
+                                details={**candidate.details, "timing_cpu": candidate.timing,
+                                         "timing_threads": options.threads})
+                  for name, candidate in variants.items()},
+        pad_token_id=source.pad_token_id,
+        tokenizer_sha256=sha256_of(staging / "tokenizer.json"),
+        library_versions=_library_versions(),
+        notes=options.notes,
+    )
