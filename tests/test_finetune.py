@@ -7,6 +7,7 @@ import json
 import pytest
 
 from ortpipe.export.default_model import WEIGHTS_FILE, verify_adapter
+from ortpipe.export import finetune as finetune_module
 from ortpipe.export.finetune import FinetuneConfig, finetune
 
 POSITIVE = ["a charming , funny film", "wonderful acting", "great fun", "a moving story", "truly delightful",
@@ -51,10 +52,41 @@ def test_writes_adapter_hash_and_card(plain_run):
     assert "site-packages" not in (adapter / "adapter_config.json").read_text()
 
 
-def test_restart_resumes_from_checkpoint(plain_run, tiny_sst2):
+class _Stop(Exception):
+    pass
+
+
+def _interrupt_after_first_evaluation(monkeypatch):
+    """Make training stop (as if killed) right after its first checkpoint."""
+    real, calls = finetune_module.evaluate_accuracy, []
+
+    def evaluate_then_stop(*args, **kwargs):
+        if calls:
+            raise _Stop
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(finetune_module, "evaluate_accuracy", evaluate_then_stop)
+
+
+def test_restart_after_completion_trains_nothing_more(plain_run, tiny_sst2):
     work, card = plain_run
     again = finetune(tiny_sst2, work, work / "again", config=FinetuneConfig(**QUICK))
     assert again["weights_sha256"] == card["weights_sha256"] and again["history"] == card["history"]
+
+
+@pytest.mark.parametrize("ema_decay", [None, 0.5])
+def test_interrupted_run_resumes_exactly(tiny_sst2, tmp_path, monkeypatch, ema_decay):
+    config = FinetuneConfig(**QUICK, ema_decay=ema_decay)
+    uninterrupted = finetune(tiny_sst2, tmp_path / "whole", config=config)
+    with monkeypatch.context() as patch:
+        _interrupt_after_first_evaluation(patch)
+        with pytest.raises(_Stop):
+            finetune(tiny_sst2, tmp_path / "split", config=config)
+    assert json.loads((tmp_path / "split" / "checkpoint" / "state.json").read_text())["step"] == 2
+    resumed = finetune(tiny_sst2, tmp_path / "split", config=config)
+    assert resumed["weights_sha256"] == uninterrupted["weights_sha256"]
+    assert resumed["history"] == uninterrupted["history"]
 
 
 def test_weight_average_is_what_gets_kept(plain_run, tiny_sst2, tmp_path):
