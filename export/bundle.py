@@ -164,7 +164,7 @@ def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildO
 
 @dataclass
 class _Source:
-    """The exported graph and what it came from: the PyTorch model, its config and tokenizers."""
+    """The exported graph and what it came from: the PyTorch model, its config, the bundle tokenizer."""
 
     graph: ExportedGraph
     torch_model: object
