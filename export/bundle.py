@@ -164,14 +164,11 @@ def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildO
 
 @dataclass
 class _Source:
-    """The exported graph and what it came from: the PyTorch model, its config, the bundle tokenizer."""
+    """The exported graph and what it came from: the PyTorch model and the bundle's tokenizer."""
 
     graph: ExportedGraph
     torch_model: object
-    config: object
     tokenizer: TextTokenizer
-    max_length: int
-    pad_token_id: int
 
 
 @dataclass
@@ -199,9 +196,8 @@ def _export_source(model: str, staging: Path, options: BuildOptions) -> _Source:
     backend.enable_truncation(max_length=max_length)
     backend.save(str(staging / "tokenizer.json"))
     shutil.copyfile(graph.path, staging / VARIANT_FILES["fp32"])
-    return _Source(graph=graph, torch_model=torch_model, config=torch_model.config,
-                   tokenizer=TextTokenizer(staging / "tokenizer.json", max_length, pad_token_id),
-                   max_length=max_length, pad_token_id=pad_token_id)
+    return _Source(graph=graph, torch_model=torch_model,
+                   tokenizer=TextTokenizer(staging / "tokenizer.json", max_length, pad_token_id))
 
 
 def _fp32_variant(source: _Source, staging: Path, options: BuildOptions) -> _Candidate:
@@ -217,7 +213,7 @@ def _fp32_variant(source: _Source, staging: Path, options: BuildOptions) -> _Can
 
 def _optimized_variant(source: _Source, staging: Path, options: BuildOptions, progress: Progress) -> _Candidate:
     """ONNX Runtime's transformer fusions, kept either way but eligible only if it matches PyTorch."""
-    heads, hidden = attention_shape(source.config)
+    heads, hidden = attention_shape(source.torch_model.config)
     fused = optimize_graph(source.graph.path, staging / VARIANT_FILES["optimized"], heads, hidden)
     optimized = OnnxModel(fused.path, provider="cpu", threads=options.threads)
     check = compare_with_torch(optimized, source.torch_model, source.tokenizer)
@@ -261,13 +257,13 @@ def _score_accuracy(variants: dict[str, _Candidate], tokenizer: TextTokenizer, e
 def _manifest(model: str, source: _Source, variants: dict[str, _Candidate], default: str, staging: Path,
               options: BuildOptions) -> Manifest:
     """The bundle's self-description, with the sha256 of every file in ``staging``."""
-    config = source.config
+    config = source.torch_model.config
     return Manifest(
         source_model=options.source_name or model,
         model_type=config.model_type,
         problem_type=problem_type_of(config),
         id2label={int(k): str(v) for k, v in config.id2label.items()},
-        max_length=source.max_length,
+        max_length=source.tokenizer.max_length,
         input_names=source.graph.input_names,
         opset=source.graph.opset,
         default_variant=default,
@@ -277,7 +273,7 @@ def _manifest(model: str, source: _Source, variants: dict[str, _Candidate], defa
                                 details={**candidate.details, "timing_cpu": candidate.timing,
                                          "timing_threads": options.threads})
                   for name, candidate in variants.items()},
-        pad_token_id=source.pad_token_id,
+        pad_token_id=source.tokenizer.pad_token_id,
         tokenizer_sha256=sha256_of(staging / "tokenizer.json"),
         library_versions=_library_versions(),
         notes=options.notes,
