@@ -48,7 +48,7 @@ def _run_bench(args) -> int:
     if args.threads:
         options["threads"] = args.threads
     config = BenchConfig.quick_config(**options) if args.quick else BenchConfig(**options)
-    steps = len(paths) * 4 + (len(paths) if config.cold_start else 0)
+    steps = 1 + len(paths) * 4 + (len(paths) if config.cold_start else 0)
     with tqdm(total=steps, desc="ortpipe bench", unit="step", leave=False) as bar:
         def step(what: str) -> None:
             bar.set_postfix_str(what)

@@ -50,6 +50,7 @@ class ClassifierPath:
     provider: str = "cpu"
     sorted_many: Callable[[list[str], int], list[str]] | None = None  # ortpipe's own length-sorted batching
     classifier: object | None = None  # the TextClassifier behind an ortpipe path
+    precision: str = "fp32"  # the arithmetic its matmuls run in: "fp32" or "int8"
 
 
 def checkpoint_for(bundle_dir: Path, manifest: Manifest) -> Path:
@@ -132,7 +133,9 @@ def load_optimum(checkpoint: Path, bundle_dir: Path, manifest: Manifest, threads
                                                               session_options=options,
                                                               provider="CPUExecutionProvider")
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    return _pipeline_path("optimum", pipeline("text-classification", model=model, tokenizer=tokenizer))
+    path = _pipeline_path("optimum", pipeline("text-classification", model=model, tokenizer=tokenizer))
+    path.precision = "int8" if manifest.variants[variant].quantized else "fp32"
+    return path
 
 
 def load_ortpipe(bundle_dir: Path, variant: str, threads: int, provider: str = "cpu") -> ClassifierPath:
@@ -147,7 +150,8 @@ def load_ortpipe(bundle_dir: Path, variant: str, threads: int, provider: str = "
         return [r["label"] for r in clf(texts, batch_size=batch_size)]
 
     name = f"ortpipe-{variant}" + ("-cuda" if provider == "cuda" else "")
-    return ClassifierPath(name, lambda text: clf(text)[0]["label"], many, clf.provider, sorted_many, clf)
+    precision = "int8" if clf.bundle.variant.quantized else "fp32"
+    return ClassifierPath(name, lambda text: clf(text)[0]["label"], many, clf.provider, sorted_many, clf, precision)
 
 
 def load_path(name: str, bundle_dir: Path, manifest: Manifest, threads: int) -> ClassifierPath:

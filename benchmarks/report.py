@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ortpipe.runtime.machine import isa_summary
+
 
 def _get(figures: dict, *keys, default=None):
     for key in keys:
@@ -43,15 +45,24 @@ def rows(results: dict) -> list[dict]:
             "cold_start_s": cold, "cold_start_ratio": cold / seed_cold if seed_cold and cold else None,
             "peak_rss_mb": rss, "rss_ratio": rss / seed_rss if seed_rss and rss else None,
             "accuracy": figures.get("accuracy"), "agreement_with_seed": figures.get("agreement_with_seed"),
+            "precision": _get(figures, "efficiency", "precision"),
+            "latency_pct": _get(figures, "efficiency", "latency", "percent_of_limit"),
+            "throughput_pct": _get(figures, "efficiency", "throughput", "percent_of_limit"),
         })
     return table
+
+
+def machine_line(machine: dict) -> str:
+    """CPU with its ISA features (older result files carry only the CPU name)."""
+    return isa_summary(machine) if "isa" in machine else machine["cpu"]
 
 
 def format_table(results: dict) -> str:
     """A Markdown table plus the machine line, ready for a terminal or the README."""
     head = ("| path | p50 ms | p95 ms | p99 ms | × seed | sent/s (file order) | sent/s (sorted) | × seed "
-            "| 8×512 tok ms | overhead ms | cold start s | peak RSS MB | accuracy | agree w/ seed |")
-    lines = [head, "|" + "---|" * 14]
+            "| 8×512 tok ms | overhead ms | cold start s | peak RSS MB | accuracy | agree w/ seed "
+            "| % of limit, 1 sent | % of limit, bulk |")
+    lines = [head, "|" + "---|" * 16]
     for r in rows(results):
         lines.append(" | ".join([
             f"| {r['path']}", _fmt(r["p50_ms"], ".2f"), _fmt(r["p95_ms"], ".2f"), _fmt(r["p99_ms"], ".2f"),
@@ -61,13 +72,21 @@ def format_table(results: dict) -> str:
             _fmt(r["peak_rss_mb"], ".0f"),
             _fmt(None if r["accuracy"] is None else r["accuracy"] * 100, ".2f", " %"),
             _fmt(None if r["agreement_with_seed"] is None else r["agreement_with_seed"] * 100, ".2f", " %"),
+            _fmt(r["latency_pct"], ".1f", f" % {r['precision']}"),
+            _fmt(r["throughput_pct"], ".1f", f" % {r['precision']}"),
         ]) + " |")
     machine = results["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
-    lines += ["", f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['threads']} threads for every "
-              f"path; {machine['platform']}; Python {machine['python']}; {versions}. Measured {machine['date']}.",
-              f"Data: {results.get('data') or 'none (no throughput/accuracy)'}; batch size 32; latency = "
-              f"'{'This course is amazing!'}' end to end. Figures are specific to this machine."]
+    lines += ["", f"Machine: {machine_line(machine)}, {machine['cores']} cores, {machine['threads']} threads for "
+              f"every path; {machine['platform']}; Python {machine['python']}; {versions}. Measured {machine['date']}."]
+    limits = results.get("limits")
+    if limits:
+        lines.append(f"Limits ({limits['threads']} threads, {limits['gemm']} through ONNX Runtime): fp32 MatMul "
+                     f"{limits['fp32_gflops']:.0f} GFLOP/s, int8 MatMulInteger {limits['int8_gops']:.0f} GOP/s. "
+                     "% of limit = useful work (real tokens × the model's FLOPs per token, attention included, "
+                     "padding excluded) / time, against the limit of the path's arithmetic.")
+    lines.append(f"Data: {results.get('data') or 'none (no throughput/accuracy)'}; batch size 32; latency = "
+                 "'This course is amazing!' end to end. Figures are specific to this machine.")
     lines += [f"Skipped: {reason}" for reason in results.get("skipped", [])]
     return "\n".join(lines)
 
@@ -93,8 +112,8 @@ def write_plot(results: dict, target: Path) -> Path:
         for i, value in enumerate(values):
             axis.text(value, i, " " + spec.format(value), va="center", fontsize=8)
     machine = results["machine"]
-    figure.suptitle(f"ortpipe vs PyTorch — {machine['cpu']}, {machine['threads']} threads, {machine['date']}",
-                    fontsize=10)
+    figure.suptitle(f"ortpipe vs PyTorch — {machine_line(machine)}\n{machine['threads']} threads, {machine['date']}",
+                    fontsize=9)
     figure.tight_layout()
     figure.savefig(target, dpi=110)
     plt.close(figure)

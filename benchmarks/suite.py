@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Callable
 
 from ortpipe.benchmarks import workloads
+from ortpipe.benchmarks.limits import efficiency, measure_limits, useful_flops
 from ortpipe.benchmarks.paths import GPU_PATH_NAMES, cuda_available, default_path_names, load_path
-from ortpipe.runtime.manifest import read_manifest
+from ortpipe.runtime.machine import describe_machine
+from ortpipe.runtime.manifest import Manifest, read_manifest
+from ortpipe.runtime.tokenize import TextTokenizer
 from ortpipe.runtime.versions import library_versions
 
 
@@ -40,18 +43,38 @@ class BenchConfig:
 
 
 def machine_info(threads: int) -> dict:
-    """CPU, cores, threads, library versions: recorded with every figure."""
-    try:
-        import cpuinfo
-
-        cpu = cpuinfo.get_cpu_info().get("brand_raw", platform.processor())
-    except Exception:  # cpuinfo is optional and probes the hardware in odd ways
-        cpu = platform.processor() or platform.machine()
+    """CPU, ISA features, cores, threads, library versions: recorded with every figure."""
     versions = library_versions(("ortpipe", "onnxruntime", "onnxruntime-gpu", "torch", "transformers",
                                  "optimum", "optimum-onnx", "tokenizers", "numpy"))
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads, "platform": platform.platform(),
+    return {**describe_machine(cuda=True), "threads": threads, "platform": platform.platform(),
             "python": platform.python_version(), "versions": versions,
             "date": time.strftime("%Y-%m-%d %H:%M %Z")}
+
+
+class UsefulWork:
+    """FLOPs of each workload on its real tokens (see :func:`~.limits.model_flops`)."""
+
+    def __init__(self, bundle: Path, manifest: Manifest, texts: list[str] | None):
+        tokenizer = TextTokenizer(bundle / manifest.tokenizer_file, manifest.max_length, manifest.pad_token_id)
+        self.architecture = manifest.architecture
+
+        def flops(batch: list[str]) -> float:
+            return useful_flops(self.architecture, [len(e.ids) for e in tokenizer.encode(batch)])
+
+        self.one = flops([workloads.SHORT_SENTENCE])
+        self.many = flops(texts) if texts else None
+        self.long = flops(workloads.long_texts())
+
+    def of(self, figures: dict, limits: dict, precision: str) -> dict:
+        """Each workload's achieved G(FL)OP/s and its share of this machine's limit for ``precision``."""
+        limit = limits["int8_gops"] if precision == "int8" else limits["fp32_gflops"]
+        result = {"precision": precision, "limit": limit,
+                  "latency": efficiency(self.one, figures["latency"]["p50_ms"] / 1000, limit),
+                  "long": efficiency(self.long, figures["long"]["median_ms"] / 1000, limit)}
+        bulk = [figures[k]["seconds"] for k in ("throughput", "throughput_sorted") if k in figures]
+        if self.many and bulk:
+            result["throughput"] = efficiency(self.many, min(bulk), limit)
+        return result
 
 
 def cold_start(path: str, bundle: Path, threads: int) -> dict:
@@ -74,10 +97,13 @@ def run_bench(config: BenchConfig, step: Callable[[str], None] = lambda what: No
     manifest = read_manifest(bundle)
     data_file = config.data or sst2_dir() / "test.tsv"
     data = read_labelled_tsv(data_file, limit=config.throughput_limit) if data_file.is_file() else None
-    results: dict = {"machine": machine_info(config.threads), "bundle": str(bundle),
+    step("machine limits: fp32 and int8 GEMM through ONNX Runtime")
+    limits = measure_limits(config.threads, seconds=0.5 if config.quick else 1.0)
+    work = UsefulWork(bundle, manifest, data.texts if data else None) if manifest.architecture else None
+    results: dict = {"machine": machine_info(config.threads), "limits": limits, "bundle": str(bundle),
                      "source_model": manifest.source_model,
                      "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
-                     "data": f"{data_file} ({len(data)} sentences)" if data else None, "paths": {},
+                     "data": f"{data_file.parent.name}/{data_file.name} ({len(data)} sentences)" if data else None, "paths": {},
                      "skipped": [] if cuda_available() else
                      [f"{name}: this ONNX Runtime has no CUDA execution provider" for name in GPU_PATH_NAMES]}
     seed_labels = None
@@ -102,6 +128,8 @@ def run_bench(config: BenchConfig, step: Callable[[str], None] = lambda what: No
                 figures["agreement_with_seed"] = workloads.agreement(labels, seed_labels)
         step(f"{name}: 8 texts of ~512 tokens")
         figures["long"] = workloads.long_inputs(path.many, 1 if config.quick else 3)
+        if work is not None:
+            figures["efficiency"] = work.of(figures, limits, path.precision)
         results["paths"][name] = figures
         del path
         gc.collect()

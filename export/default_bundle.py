@@ -47,13 +47,19 @@ def build_default_bundle(out: str | Path | None = None, options: BuildOptions = 
 
 
 def record_bundle_accuracy(adapter_dir: Path, manifest: Manifest) -> dict:
-    """Add each variant's measured test accuracy to the adapter's training card."""
+    """Add each variant's measured test accuracy, and the machine it was measured on, to the training card.
+
+    Only the float figures hold on every CPU; the int8 one is this machine's.
+    """
     import json
+
+    from ortpipe.runtime.machine import isa_summary
 
     card = training_card(adapter_dir)
     card["bundle_test_accuracy"] = {name: variant.validation["accuracy"]
                                     for name, variant in manifest.variants.items()
                                     if "accuracy" in variant.validation}
+    card["bundle_test_accuracy_measured_on"] = isa_summary(manifest.variants["fp32"].machine)
     card["bundle_default_variant"] = manifest.default_variant
     (adapter_dir / "training_card.json").write_text(json.dumps(card, indent=2) + "\n")
     return card

@@ -19,7 +19,9 @@ from ortpipe.runtime.errors import (
     OrtpipeError,
     ProviderError,
 )
+from ortpipe.runtime.machine import describe_machine
 from ortpipe.runtime.manifest import Manifest, Variant, read_manifest
+from ortpipe.runtime.probes import ProbeReport
 from ortpipe.runtime.tokenize import Encoded
 
 __all__ = [
@@ -31,10 +33,12 @@ __all__ = [
     "IntegrityError",
     "Manifest",
     "OrtpipeError",
+    "ProbeReport",
     "ProviderError",
     "TextClassifier",
     "Variant",
     "default_bundle_dir",
+    "describe_machine",
     "open_bundle",
     "read_manifest",
 ]

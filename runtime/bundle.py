@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ortpipe.runtime.errors import BundleError, IntegrityError
-from ortpipe.runtime.manifest import Manifest, Variant, read_manifest, sha256_of
+from ortpipe.runtime.manifest import MANIFEST_NAME, Manifest, Variant, read_manifest, sha256_of
 
 DEFAULT_BUNDLE_NAME = "sst2-minilm"
 
@@ -25,11 +25,15 @@ def default_bundle_dir() -> Path:
 
 @dataclass(frozen=True)
 class Bundle:
-    """A checked bundle: its folder, manifest and the chosen variant."""
+    """A checked bundle: its folder, manifest and the chosen variant.
+
+    ``manifest_sha256`` identifies the bundle (the manifest lists every file's hash).
+    """
 
     path: Path
     manifest: Manifest
     variant: Variant
+    manifest_sha256: str = ""
 
     @property
     def model_path(self) -> Path:
@@ -38,6 +42,15 @@ class Bundle:
     @property
     def tokenizer_path(self) -> Path:
         return self.path / self.manifest.tokenizer_file
+
+    @property
+    def probes_path(self) -> Path | None:
+        """The probe texts with their fp32 reference logits; None for bundles without them."""
+        return self.path / self.manifest.probes_file if self.manifest.probes_file else None
+
+    def with_variant(self, name: str, verify: bool = True) -> "Bundle":
+        """The same bundle with another of its variants chosen (its file checked)."""
+        return open_bundle(self.path, name, verify)
 
 
 def _check_file(path: Path, expected_sha256: str, what: str, verify: bool) -> None:
@@ -80,4 +93,6 @@ def open_bundle(path: str | Path | None = None, variant: str | None = None, veri
     chosen = manifest.variants[name]
     _check_file(path / chosen.file, chosen.sha256, f"model variant {name!r}:", verify)
     _check_file(path / manifest.tokenizer_file, manifest.tokenizer_sha256, "tokenizer", verify)
-    return Bundle(path=path, manifest=manifest, variant=chosen)
+    if manifest.probes_file:
+        _check_file(path / manifest.probes_file, manifest.probes_sha256, "probe file", verify)
+    return Bundle(path=path, manifest=manifest, variant=chosen, manifest_sha256=sha256_of(path / MANIFEST_NAME))

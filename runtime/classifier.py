@@ -19,11 +19,14 @@ import numpy as np
 
 from ortpipe.runtime.batching import check_batch_size, run_in_batches
 from ortpipe.runtime.bundle import Bundle, open_bundle
+from ortpipe.runtime.check import check_variant, choose_variant, fallback_message, log, needs_check
 from ortpipe.runtime.errors import InputError
 from ortpipe.runtime.inference import OnnxModel
 from ortpipe.runtime.inputs import normalize_inputs
+from ortpipe.runtime.machine import describe_machine, isa_summary
 from ortpipe.runtime.manifest import Manifest
 from ortpipe.runtime.postprocess import apply_function, resolve_function
+from ortpipe.runtime.probes import ProbeReport
 from ortpipe.runtime.predict import best_label, check_top_k, top_labels
 from ortpipe.runtime.tokenize import Encoded, TextInput, TextTokenizer
 
@@ -35,8 +38,12 @@ class TextClassifier:
     """A text classifier served from an ortpipe bundle by ONNX Runtime.
 
     Build one with :meth:`load`. Attributes: ``provider`` (``"cpu"`` or
-    ``"cuda"``, the one really active), ``variant``, ``labels``, ``manifest``.
+    ``"cuda"``, the one really active), ``variant``, ``labels``, ``manifest``,
+    and ``rejected``: the probe report of a default variant that failed on
+    this machine and was replaced (None otherwise).
     """
+
+    rejected: ProbeReport | None = None
 
     def __init__(self, bundle: Bundle, provider: str = "auto", threads: int | None = None):
         self.bundle = bundle
@@ -55,7 +62,9 @@ class TextClassifier:
         Args:
             path: bundle folder; None for the default bundle (``ortpipe export``).
             variant: ``fp32``, ``optimized``, ``int8`` or ``fp16``; None for the
-                manifest's default (the fastest one validated at export).
+                manifest's default (the fastest one validated at export), kept
+                only if it passes its probe check on this machine when it is
+                quantized; else the best float variant, with a warning.
             provider: ``"auto"`` (CUDA if it really activates, else CPU),
                 ``"cpu"`` or ``"cuda"`` (an error if CUDA cannot be activated).
             threads: ONNX Runtime intra-op threads; None lets it decide.
@@ -64,7 +73,26 @@ class TextClassifier:
         Raises:
             BundleError, IntegrityError, ProviderError: see :mod:`ortpipe.runtime.errors`.
         """
-        return cls(open_bundle(path, variant, verify), provider=provider, threads=threads)
+        bundle = open_bundle(path, variant, verify)
+        clf = cls(bundle, provider=provider, threads=threads)
+        if variant is not None or not needs_check(bundle):
+            return clf
+        report = clf.check()
+        fallback, _ = choose_variant(bundle.manifest, report)
+        if fallback == bundle.variant.name:
+            return clf
+        log.warning(fallback_message(bundle, report, fallback, isa_summary(describe_machine())))
+        clf = cls(bundle.with_variant(fallback, verify), provider=provider, threads=threads)
+        clf.rejected = report
+        return clf
+
+    def check(self, refresh: bool = False) -> ProbeReport:
+        """Run the bundle's probe texts on this variant, here, against the fp32 reference.
+
+        Returns the :class:`~ortpipe.runtime.probes.ProbeReport` (cached per
+        bundle and machine under ``$ORTPIPE_HOME/checks``; ``refresh`` reruns it).
+        """
+        return check_variant(self.bundle, self.model, self.tokenizer, refresh=refresh)
 
     @property
     def variant(self) -> str:

@@ -1,8 +1,9 @@
-"""The ``ortpipe`` command: ``classify`` here; ``export``, ``finetune`` and ``bench``
-from their own halves, imported only when asked for (they need the extras).
+"""The ``ortpipe`` command: ``classify`` and ``doctor`` here; ``export``, ``finetune``
+and ``bench`` from their own halves, imported only when asked for (they need the extras).
 
     ortpipe classify "This course is amazing!" --explain
     echo "good" | ortpipe classify --top-k 2
+    ortpipe doctor --json
 """
 
 from __future__ import annotations
@@ -37,6 +38,27 @@ def _add_classify(subparsers) -> None:
     parser.add_argument("--explain", action="store_true",
                         help="walk the four stages for each text: tokens, ids, logits, probabilities, prediction")
     parser.set_defaults(run=_run_classify)
+
+
+def _add_doctor(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "doctor", help="this machine, and how each variant of a bundle fares on it",
+        description="Describe this machine (CPU, ISA features, ONNX Runtime, providers, CUDA device) and run "
+                    "the bundle's probe texts on every variant here: agreement with the stored fp32 logits, "
+                    "max |Δlogit|, single-sentence latency, and the variant load() would choose, and why.")
+    parser.add_argument("--bundle", help="bundle folder (default: the default bundle)")
+    parser.add_argument("--provider", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.set_defaults(run=_run_doctor)
+
+
+def _run_doctor(args) -> int:
+    from ortpipe.runtime.doctor import diagnose, format_report
+
+    report = diagnose(args.bundle, provider=args.provider, threads=args.threads)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
 
 
 def _read_texts(args) -> list[str]:
@@ -97,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ortpipe", description=__doc__.split("\n")[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_classify(subparsers)
+    _add_doctor(subparsers)
     for module_name in _COMMAND_MODULES:
         importlib.import_module(module_name).add_commands(subparsers)
     return parser

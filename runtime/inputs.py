@@ -2,6 +2,9 @@
 
 Accepted, as in ``transformers.pipeline("text-classification")``: a ``str``;
 a ``{"text": ..., "text_pair": ...}`` dict; or a list (or tuple) of those.
+Every text must be valid Unicode: a lone surrogate (``"\ud800"``, as left by
+decoding bytes with ``errors="surrogateescape"``) is an :class:`InputError`
+naming the item, never replaced silently.
 """
 
 from __future__ import annotations
@@ -24,9 +27,19 @@ class Inputs:
     single_str: bool
 
 
+def _valid(text: str, where: str) -> str:
+    """``text`` if it encodes to UTF-8; else an InputError naming the first bad code point."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"{where} is not valid Unicode: lone surrogate U+{ord(text[exc.start]):04X} at "
+                         f"character {exc.start} (decode bytes with errors='replace' to keep such text)") from None
+    return text
+
+
 def _one(item: Any, where: str) -> TextInput:
     if isinstance(item, str):
-        return item
+        return _valid(item, where)
     if isinstance(item, dict):
         unknown = set(item) - {"text", "text_pair"}
         if unknown or "text" not in item:
@@ -35,11 +48,12 @@ def _one(item: Any, where: str) -> TextInput:
         text, pair = item["text"], item.get("text_pair")
         if not isinstance(text, str):
             raise InputError(f"{where}: 'text' must be a str, got {type(text).__name__}")
+        _valid(text, f"{where}['text']")
         if pair is None:
             return text
         if not isinstance(pair, str):
             raise InputError(f"{where}: 'text_pair' must be a str, got {type(pair).__name__}")
-        return (text, pair)
+        return (text, _valid(pair, f"{where}['text_pair']"))
     raise InputError(f"{where}: expected {_EXPECTED}; got {type(item).__name__}")
 
 
@@ -47,8 +61,8 @@ def normalize_inputs(inputs: Any) -> Inputs:
     """Validate ``inputs`` and return them as a list.
 
     Raises:
-        InputError: None, a wrong type, or a list holding a non-text item
-            (the message names its index).
+        InputError: None, a wrong type, a list holding a non-text item, or a
+            text that is not valid Unicode (the message names its index).
     """
     if isinstance(inputs, (str, dict)):
         return Inputs([_one(inputs, "input")], single=True, single_str=isinstance(inputs, str))

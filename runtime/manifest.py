@@ -16,7 +16,8 @@ from typing import Any
 from ortpipe.runtime.errors import BundleError
 
 MANIFEST_NAME = "ortpipe.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1 bundles carry no probes and no machine records
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 
 
@@ -29,6 +30,12 @@ class Variant:
     sha256: str
     validation: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)  # where it was validated and timed
+
+    @property
+    def quantized(self) -> bool:
+        """Whether its numbers depend on the CPU's integer kernels (int8)."""
+        return self.details.get("method") in ("dynamic", "static")
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,9 @@ class Manifest:
     pad_token_id: int = 0
     tokenizer_file: str = "tokenizer.json"
     tokenizer_sha256: str = ""
+    probes_file: str = ""
+    probes_sha256: str = ""
+    architecture: dict[str, int] = field(default_factory=dict)
     task: str = "text-classification"
     format_version: int = FORMAT_VERSION
     library_versions: dict[str, str] = field(default_factory=dict)
@@ -107,9 +117,9 @@ def read_manifest(bundle_dir: str | Path) -> Manifest:
     if not isinstance(data, dict):
         raise BundleError(f"{path}: expected a JSON object")
     version = _require(data, "format_version", int, path)
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise BundleError(f"{path}: format version {version} is not supported by this ortpipe "
-                          f"(it reads version {FORMAT_VERSION}); re-export the bundle")
+                          f"(it reads versions {list(READABLE_VERSIONS)}); re-export the bundle")
     problem_type = _require(data, "problem_type", str, path)
     if problem_type not in PROBLEM_TYPES:
         raise BundleError(f"{path}: problem_type {problem_type!r} is not one of {PROBLEM_TYPES}")
@@ -125,7 +135,8 @@ def read_manifest(bundle_dir: str | Path) -> Manifest:
         if not isinstance(raw, dict) or not {"file", "sha256"} <= raw.keys():
             raise BundleError(f"{path}: variant {name!r} needs 'file' and 'sha256'")
         variants[name] = Variant(name=name, file=raw["file"], sha256=raw["sha256"],
-                                 validation=raw.get("validation", {}), details=raw.get("details", {}))
+                                 validation=raw.get("validation", {}), details=raw.get("details", {}),
+                                 machine=raw.get("machine", {}))
     if not variants:
         raise BundleError(f"{path}: the manifest lists no model variants")
     default_variant = _require(data, "default_variant", str, path)
@@ -148,6 +159,9 @@ def read_manifest(bundle_dir: str | Path) -> Manifest:
         pad_token_id=_require(data, "pad_token_id", int, path),
         tokenizer_file=data.get("tokenizer_file", "tokenizer.json"),
         tokenizer_sha256=data.get("tokenizer_sha256", ""),
+        probes_file=data.get("probes_file", ""),
+        probes_sha256=data.get("probes_sha256", ""),
+        architecture=data.get("architecture", {}),
         task=data.get("task", "text-classification"),
         format_version=version,
         library_versions=data.get("library_versions", {}),

@@ -12,6 +12,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tiny_models import ARCHITECTURES, make_tiny_classifier  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def private_ortpipe_home(tmp_path, monkeypatch) -> Path:
+    """Each test gets its own ``$ORTPIPE_HOME``: no probe-check cache leaks between tests or into ~/.cache."""
+    home = tmp_path / "ortpipe-home"
+    monkeypatch.setenv("ORTPIPE_HOME", str(home))
+    return home
+
 
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:

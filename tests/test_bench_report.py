@@ -32,6 +32,19 @@ def test_every_path_is_measured_on_every_workload(small_results):
     assert small_results["paths"]["ortpipe-fp32"]["overhead"]["session_run_p50_ms"] > 0
 
 
+def test_limits_and_each_paths_share_of_them(small_results):
+    limits = small_results["limits"]
+    assert limits["fp32_gflops"] > 0 and limits["int8_gops"] > 0
+    for name, figures in small_results["paths"].items():
+        expected = "int8" if name in ("ortpipe-int8", "optimum") else "fp32"
+        assert figures["efficiency"]["precision"] == expected, name
+        for workload in ("latency", "throughput", "long"):
+            assert figures["efficiency"][workload]["percent_of_limit"] > 0
+    table = format_table(small_results)
+    assert "% of limit, 1 sent" in table and "GFLOP/s" in table
+    assert " ".join(small_results["machine"]["isa"]) in table
+
+
 def test_float_paths_agree_with_seed(small_results):
     assert small_results["paths"]["ortpipe-fp32"]["agreement_with_seed"] == 1.0
     assert small_results["paths"]["hf-pipeline"]["agreement_with_seed"] == 1.0

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from bundle_edits import edit_manifest
 from ortpipe.runtime import BundleError, IntegrityError, TextClassifier, open_bundle
 from ortpipe.runtime.manifest import read_manifest
-
-
-def _edit_manifest(bundle, change):
-    path = bundle / "ortpipe.json"
-    data = json.loads(path.read_text())
-    change(data)
-    path.write_text(json.dumps(data))
 
 
 def test_opens_the_default_variant(bert_bundle):
@@ -77,7 +69,7 @@ def test_manifest_that_is_not_json(bundle_copy):
     (lambda d: d.update(id2label={"0": "A", "2": "C"}), "id2label must map 0..N-1"),
 ])
 def test_malformed_manifest_names_the_field(bundle_copy, change, message):
-    _edit_manifest(bundle_copy, change)
+    edit_manifest(bundle_copy, change)
     with pytest.raises(BundleError, match=message):
         open_bundle(bundle_copy)
 

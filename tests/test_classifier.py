@@ -157,6 +157,10 @@ def test_empty_list_gives_empty_result(bert_bundle):
     (["fine", b"bytes"], r"input\[1\].*got bytes"),
     ({"txt": "typo"}, "needs the key 'text'"),
     ({"text": "a", "text_pair": 3}, "'text_pair' must be a str"),
+    ("\ud800", r"input is not valid Unicode: lone surrogate U\+D800 at character 0"),
+    (["fine", "bad \udcff byte"], r"input\[1\] is not valid Unicode: lone surrogate U\+DCFF at character 4"),
+    ({"text": "a", "text_pair": "\ud800"}, r"input\['text_pair'\] is not valid Unicode"),
+    ([{"text": "ok"}, {"text": "\udfff", "text_pair": "b"}], r"input\[1\]\['text'\] is not valid Unicode"),
 ])
 def test_wrong_types_are_clear_input_errors(bad, message, bert_bundle):
     with pytest.raises(InputError, match=message):
@@ -172,6 +176,13 @@ def test_wrong_types_are_clear_input_errors(bad, message, bert_bundle):
 def test_bad_options_are_clear_input_errors(kwargs, message, bert_bundle):
     with pytest.raises(InputError, match=message):
         TextClassifier.load(bert_bundle)("text", **kwargs)
+
+
+def test_invalid_unicode_is_refused_by_every_stage_that_takes_text(bert_bundle):
+    clf = TextClassifier.load(bert_bundle)
+    with pytest.raises(InputError, match=r"input\[0\] is not valid Unicode"):
+        clf.tokenize(["\ud800"])
+    assert clf("\ufffd replaced, as errors='replace' leaves it")[0]["label"] in clf.labels
 
 
 def test_tokenize_of_nothing_is_an_error(bert_bundle):

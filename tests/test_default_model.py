@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -48,15 +49,46 @@ def default_bundle(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_rebuilt_default_bundle_matches_the_training_card(default_bundle):
+def test_rebuilt_default_bundle_fp32_matches_the_training_card(default_bundle):
+    """fp32 is machine-independent (within 0.2 points), so it is held to the card recorded elsewhere."""
     manifest, _ = default_bundle
     card = training_card()
     fp32 = manifest.variants["fp32"].validation["accuracy"]
-    int8 = manifest.variants["int8"].validation["accuracy"]
     assert fp32 == pytest.approx(card["test_accuracy"], abs=0.002)
     assert fp32 == pytest.approx(card["bundle_test_accuracy"]["fp32"], abs=0.002)
-    assert int8 == pytest.approx(card["bundle_test_accuracy"]["int8"], abs=0.002)
-    assert fp32 - int8 <= 0.007, f"int8 loses {fp32 - int8:.4f} of accuracy against fp32"
+    assert manifest.variants["optimized"].validation["accuracy"] == pytest.approx(fp32, abs=0.002)
+
+
+@pytest.mark.slow
+def test_rebuilt_int8_passes_its_gate_against_fp32_computed_here(default_bundle):
+    """int8 numbers depend on the CPU, so int8 is judged only against fp32 run on this machine."""
+    manifest, _ = default_bundle
+    fp32 = manifest.variants["fp32"].validation
+    int8 = manifest.variants["int8"].validation
+    assert int8["passed"], f"int8 failed its gate here: {int8}"
+    assert fp32["accuracy"] - int8["accuracy"] <= 0.007, f"int8 loses {fp32['accuracy'] - int8['accuracy']:.4f}"
+    for batch_size in ("1", "32"):
+        assert int8["by_batch_size"][batch_size]["label_agreement"] >= 0.98, batch_size
+
+
+@pytest.mark.slow
+def test_load_picks_a_variant_that_passed_here(default_bundle):
+    _, path = default_bundle
+    clf = TextClassifier.load(path)
+    report = clf.check()
+    assert report.passed, report.reason
+    assert clf.rejected is None or clf.variant != clf.rejected.variant
+
+
+@pytest.mark.slow
+def test_doctor_on_the_default_bundle(default_bundle, capsys):
+    from ortpipe.runtime.cli import main
+
+    _, path = default_bundle
+    assert main(["doctor", "--bundle", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["variants"]) == {"fp32", "optimized", "int8"}
+    assert report["variants"][report["chosen"]]["passed"] is True
 
 
 @pytest.mark.slow

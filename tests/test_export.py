@@ -64,6 +64,29 @@ def test_manifest_records_what_was_measured(arch, bundles):
     assert set(manifest.input_names) == expected_inputs
 
 
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_manifest_records_the_machine_probes_and_shape(arch, bundles):
+    from ortpipe.runtime.machine import describe_machine
+
+    manifest = read_manifest(bundles[arch])
+    here = describe_machine()
+    for variant in manifest.variants.values():
+        assert variant.machine["isa"] == here["isa"] and variant.machine["cpu"] == here["cpu"]
+        for key in ("arch", "cores", "onnxruntime", "int8_u8s8_saturates"):
+            assert key in variant.machine
+        gate = variant.validation["probe_gate"]
+        assert 0 < gate["min_agreement"] <= 1 and gate["max_abs_diff"] > 0 and gate["max_drift"] > 0
+        assert variant.validation["probe"]["texts"] == len(PROBE_TEXTS)
+    assert manifest.format_version == 2
+    assert manifest.probes_file == "probes.json"
+    assert sha256_of(bundles[arch] / "probes.json") == manifest.probes_sha256
+    assert manifest.architecture == {"layers": 2, "hidden_size": 32, "heads": 4, "intermediate_size": 64,
+                                     "num_labels": 3}
+    int8 = manifest.variants["int8"].validation
+    assert set(int8["by_batch_size"]) == {"1", "32"}
+    assert int8["label_agreement"] == min(b["label_agreement"] for b in int8["by_batch_size"].values())
+
+
 def test_graph_has_dynamic_batch_and_sequence_axes(bert_bundle):
     import onnx
 
@@ -101,6 +124,8 @@ def test_eval_data_records_accuracy(checkpoints, tmp_path):
     for variant in manifest.variants.values():
         assert 0.0 <= variant.validation["accuracy"] <= 1.0
     assert "accuracy_drop" in manifest.variants["int8"].validation
+    probes = json.loads((tmp_path / "b" / "probes.json").read_text())["texts"]
+    assert len(probes) == 2 * len(PROBE_TEXTS)  # the built-in ones plus a spread of the eval set (here: the same)
     on_disk = json.loads((tmp_path / "b" / "ortpipe.json").read_text())
     assert on_disk["variants"]["fp32"]["validation"]["accuracy"] == manifest.variants["fp32"].validation["accuracy"]
 

@@ -4,8 +4,8 @@ import ortpipe.runtime as runtime
 
 EXPECTED = {
     "Bundle", "BundleError", "Encoded", "InferenceError", "InputError", "IntegrityError", "Manifest",
-    "OrtpipeError", "ProviderError", "TextClassifier", "Variant", "default_bundle_dir", "open_bundle",
-    "read_manifest",
+    "OrtpipeError", "ProbeReport", "ProviderError", "TextClassifier", "Variant", "default_bundle_dir",
+    "describe_machine", "open_bundle", "read_manifest",
 }
 
 

@@ -1,0 +1,109 @@
+"""Trust a variant only after it passed its probes on this machine; cache the verdict.
+
+``TextClassifier.load`` with no variant asks :func:`check_variant` about the
+manifest's default when that default is quantized (int8 kernels differ
+between CPUs). A pass keeps it; a failure falls back to :func:`best_float_variant`
+with one warning. Reports are cached per bundle (its manifest's sha256) and
+machine (:func:`~ortpipe.runtime.machine.machine_key`) under
+``$ORTPIPE_HOME/checks``, so the probes run once per machine, not per load.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from ortpipe.runtime.bundle import Bundle, ortpipe_home
+from ortpipe.runtime.machine import machine_key
+from ortpipe.runtime.manifest import Manifest
+from ortpipe.runtime.probes import ProbeGate, ProbeReport, ProbeSet, run_probes
+
+log = logging.getLogger("ortpipe")
+
+
+def cache_file(bundle: Bundle, key: str) -> Path:
+    """Where the probe reports of ``bundle`` on the machine ``key`` are kept."""
+    return ortpipe_home() / "checks" / f"{bundle.manifest_sha256[:16]}-{key}.json"
+
+
+def _read_cache(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(path: Path, variant: str, report: ProbeReport) -> None:
+    """Add one report to the cache file, atomically; a cache that cannot be written is skipped."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = _read_cache(path)
+        data[variant] = report.as_dict()
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".check-", suffix=".json")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(data, out, indent=1)
+        os.replace(temporary, path)
+    except OSError as exc:
+        log.debug("ortpipe: probe report not cached in %s: %s", path, exc)
+
+
+def check_variant(bundle: Bundle, model, tokenizer, refresh: bool = False) -> ProbeReport:
+    """The probe report of ``bundle.variant`` run by ``model`` on this machine.
+
+    Args:
+        model: the variant's :class:`~ortpipe.runtime.inference.OnnxModel`.
+        tokenizer: the bundle's :class:`~ortpipe.runtime.tokenize.TextTokenizer`.
+        refresh: run the probes even when a cached report exists.
+    """
+    variant = bundle.variant
+    key = machine_key(provider=model.provider)
+    if bundle.probes_path is None:
+        return ProbeReport(variant.name, False, "the bundle stores no probe texts (it was exported by an "
+                           "older ortpipe); re-export it to let this machine check it", machine_key=key)
+    path = cache_file(bundle, key)
+    if not refresh:
+        cached = _read_cache(path).get(variant.name)
+        if cached:
+            return ProbeReport.from_dict({**cached, "cached": True})
+    report = run_probes(variant.name, model, tokenizer, ProbeSet.read(bundle.probes_path),
+                        ProbeGate.of(variant.validation), key)
+    _write_cache(path, variant.name, report)
+    return report
+
+
+def best_float_variant(manifest: Manifest) -> str:
+    """The fastest float variant that passed its export validation (``fp32`` when none was timed)."""
+    floats = [v for v in manifest.variants.values()
+              if not v.quantized and v.name != "fp16" and v.validation.get("passed", True)]
+    if not floats:
+        return "fp32"
+    return min(floats, key=lambda v: v.details.get("timing_cpu", {}).get("single_sentence_ms", float("inf"))).name
+
+
+def choose_variant(manifest: Manifest, default_report: ProbeReport | None) -> tuple[str, str]:
+    """The variant ``load()`` settles on, and why, given the default's probe report (None: not checked)."""
+    default = manifest.default_variant
+    if default_report is None:
+        return default, (f"{default!r} is the manifest's default; a float variant computes the same on every "
+                         "CPU, so it is not re-checked at load")
+    if default_report.passed:
+        return default, f"{default!r} is the manifest's default and passed its probe check here: {default_report.reason}"
+    fallback = best_float_variant(manifest)
+    return fallback, (f"the default {default!r} failed its probe check here ({default_report.reason}); "
+                      f"{fallback!r} is the fastest float variant")
+
+
+def needs_check(bundle: Bundle) -> bool:
+    """Whether the chosen variant computes differently from CPU to CPU (quantized ones do)."""
+    return bundle.variant.quantized
+
+
+def fallback_message(bundle: Bundle, report: ProbeReport, fallback: str, cpu: str) -> str:
+    """The one warning ``load()`` logs when it replaces the default variant."""
+    return (f"ortpipe: bundle {bundle.path}: the default variant {report.variant!r} failed its probe check "
+            f"on this machine ({cpu}): {report.reason}. Using {fallback!r} instead; pass "
+            f"variant={report.variant!r} to load it anyway, or run `ortpipe doctor --bundle {bundle.path}`.")

@@ -1,0 +1,92 @@
+"""``ortpipe doctor``: this machine, and how each variant of a bundle fares on it.
+
+    ortpipe doctor                         # the default bundle
+    ortpipe doctor --bundle B --json       # one JSON object: machine, variants, chosen
+
+For every variant: its probe check run here (agreement with the stored fp32
+logits, max |Δlogit|, drift from its export-time logits), its single-sentence
+latency here, and the variant ``TextClassifier.load`` would choose, with why.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+from ortpipe.runtime.bundle import open_bundle
+from ortpipe.runtime.check import choose_variant
+from ortpipe.runtime.classifier import TextClassifier
+from ortpipe.runtime.machine import describe_machine, isa_summary
+
+LATENCY_TEXT = "This course is amazing!"
+
+
+def single_sentence_ms(clf: TextClassifier, repeats: int = 30) -> float:
+    """Median end-to-end time of ``clf(LATENCY_TEXT)`` in ms, after a warm-up."""
+    for _ in range(3):
+        clf(LATENCY_TEXT)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        clf(LATENCY_TEXT)
+        times.append(time.perf_counter() - start)
+    return round(statistics.median(times) * 1000, 3)
+
+
+def diagnose(bundle_path: str | Path | None = None, provider: str = "auto", threads: int | None = None) -> dict:
+    """Check every variant of a bundle here; returns ``{machine, bundle, variants, chosen, why}``."""
+    machine = describe_machine(cuda=True)
+    default = open_bundle(bundle_path)
+    manifest = default.manifest
+    variants, default_report = {}, None
+    for name, variant in manifest.variants.items():
+        clf = TextClassifier(default.with_variant(name), provider=provider, threads=threads)
+        report = clf.check(refresh=True)
+        if name == manifest.default_variant and variant.quantized:
+            default_report = report
+        exported = variant.machine
+        variants[name] = {
+            "probe_agreement": report.agreement, "max_abs_diff": report.max_abs_diff, "drift": report.drift,
+            "single_ms": single_sentence_ms(clf), "passed": report.passed, "reason": report.reason,
+            "quantized": variant.quantized, "provider": clf.provider, "probe_ms": report.probe_ms,
+            "export_single_ms": variant.details.get("timing_cpu", {}).get("single_sentence_ms"),
+            "validated_on": isa_summary(exported) if exported else None,
+        }
+    chosen, why = choose_variant(manifest, default_report)
+    return {"machine": machine, "bundle": str(default.path), "format_version": manifest.format_version,
+            "default_variant": manifest.default_variant, "variants": variants, "chosen": chosen, "why": why}
+
+
+def format_report(report: dict) -> str:
+    """The diagnosis as a few aligned lines for a terminal."""
+    machine = report["machine"]
+    saturates = machine.get("int8_u8s8_saturates")
+    kernel = {True: "u8×s8 sums saturate (no VNNI): 8-bit int8 weights compute differently here",
+              False: "u8×s8 sums are exact", None: "not probed"}[saturates]
+    lines = [
+        f"machine      {isa_summary(machine)}",
+        f"cores        {machine['cores']} ({machine['system']})",
+        f"int8 kernel  {kernel}",
+        f"onnxruntime  {machine['onnxruntime']}, providers: {', '.join(machine['providers'])}",
+        f"cuda device  {machine.get('cuda_device') or 'none'}",
+        f"bundle       {report['bundle']} (format {report['format_version']}, default {report['default_variant']!r})",
+    ]
+    places = {v["validated_on"] or "not recorded (older bundle)" for v in report["variants"].values()}
+    one_place = len(places) == 1
+    if one_place:
+        lines.append(f"validated on {places.pop()}")
+    lines += ["", f"{'variant':<10} {'passed':<6} {'agreement':>9} {'max |Δ|':>8} {'drift':>8} {'single ms':>9} "
+                  f"{'at export':>9}" + ("" if one_place else "  validated on")]
+    for name, v in report["variants"].items():
+        def num(value, spec):
+            return "—" if value is None else format(value, spec)
+
+        lines.append(f"{name:<10} {'yes' if v['passed'] else 'NO':<6} {num(v['probe_agreement'], '.2%'):>9} "
+                     f"{num(v['max_abs_diff'], '.3g'):>8} {num(v['drift'], '.2g'):>8} {num(v['single_ms'], '.3f'):>9} "
+                     f"{num(v['export_single_ms'], '.3f'):>9}"
+                     + ("" if one_place else f"  {v['validated_on'] or 'not recorded'}"))
+        if not v["passed"]:
+            lines.append(f"{'':<10} why: {v['reason']}")
+    lines += ["", f"load() picks {report['chosen']!r}: {report['why']}"]
+    return "\n".join(lines)

@@ -1,0 +1,46 @@
+"""``ortpipe doctor``: the machine and each variant's probe check, as text and as JSON."""
+
+from __future__ import annotations
+
+import json
+
+from bundle_edits import edit_probes, make_int8_the_default, negate_reference_logits
+from ortpipe.runtime.cli import main
+
+
+def _doctor(capsys, *argv) -> tuple[int, str]:
+    code = main(["doctor", *argv])
+    return code, capsys.readouterr().out
+
+
+def test_json_has_the_machine_every_variant_and_the_choice(bert_bundle, capsys):
+    code, out = _doctor(capsys, "--bundle", str(bert_bundle), "--json")
+    report = json.loads(out)
+    assert code == 0
+    assert isinstance(report["machine"]["isa"], list) and report["machine"]["cores"] >= 1
+    assert set(report["variants"]) == {"fp32", "optimized", "int8"}
+    for variant in report["variants"].values():
+        assert {"probe_agreement", "max_abs_diff", "single_ms", "passed"} <= set(variant)
+        assert variant["passed"] is True and variant["single_ms"] > 0
+    assert report["chosen"] == report["default_variant"]
+
+
+def test_a_failing_default_is_reported_with_the_fallback(bundle_copy, capsys):
+    make_int8_the_default(bundle_copy)
+    edit_probes(bundle_copy, negate_reference_logits)
+    code, out = _doctor(capsys, "--bundle", str(bundle_copy), "--json")
+    report = json.loads(out)
+    assert code == 0 and report["variants"]["int8"]["passed"] is False
+    assert report["chosen"] != "int8" and "failed its probe check" in report["why"]
+
+
+def test_text_report_names_the_cpu_and_the_choice(bert_bundle, capsys):
+    code, out = _doctor(capsys, "--bundle", str(bert_bundle))
+    assert code == 0
+    for needle in ("machine ", "int8 kernel", "onnxruntime", "validated on", "load() picks"):
+        assert needle in out
+
+
+def test_missing_bundle_is_one_line(tmp_path, capsys):
+    code = main(["doctor", "--bundle", str(tmp_path / "nowhere")])
+    assert code == 2 and "ortpipe: error: bundle folder" in capsys.readouterr().err
