@@ -20,6 +20,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/ortpipe export
+	$(BIN)/ortpipe doctor
 	$(BIN)/ortpipe classify --explain "This course is amazing!" "I've been waiting for a HuggingFace course my whole life." "I hate this so much!"
 	$(BIN)/ortpipe bench --quick
 
@@ -27,7 +28,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/ortpipe bench --json bench.json --plot bench.png
+	$(BIN)/ortpipe bench --json bench.json --plot docs/bench.png
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks

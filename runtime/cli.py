@@ -61,15 +61,29 @@ def _run_doctor(args) -> int:
     return 0
 
 
+def _read_file(path: str) -> list[str]:
+    """Non-empty lines of a UTF-8 file; a line that is not UTF-8 is an error naming it."""
+    texts = []
+    try:
+        with open(path, "rb") as handle:
+            for line_no, raw in enumerate(handle, start=1):
+                try:
+                    line = raw.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as exc:
+                    raise InputError(f"--file {path}, line {line_no}: not valid UTF-8 (byte "
+                                     f"0x{raw[exc.start]:02x} at byte {exc.start + 1} of the line)") from None
+                if line.strip():
+                    texts.append(line)
+    except OSError as exc:
+        raise InputError(f"cannot read --file {path}: {exc.strerror}") from exc
+    return texts
+
+
 def _read_texts(args) -> list[str]:
     if args.texts:
         return list(args.texts)
     if args.file:
-        try:
-            with open(args.file, encoding="utf-8") as handle:
-                return [line.rstrip("\n") for line in handle if line.strip()]
-        except OSError as exc:
-            raise InputError(f"cannot read --file {args.file}: {exc.strerror}") from exc
+        return _read_file(args.file)
     if sys.stdin is None or sys.stdin.isatty():
         raise InputError("no texts: give TEXT arguments, --file PATH, or pipe texts on stdin")
     return [line.rstrip("\n") for line in sys.stdin if line.strip()]

@@ -57,6 +57,19 @@ def test_missing_file_is_reported(bert_bundle, capsys, tmp_path):
     assert code == 2 and "cannot read --file" in err
 
 
+def test_file_that_is_not_utf8_is_reported(bert_bundle, capsys, tmp_path):
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("fine\ncaf\xe9 cr\xe8me\n".encode("latin-1"))
+    code, _, err = _run(capsys, "classify", "--bundle", str(bert_bundle), "--file", str(bad))
+    assert code == 2 and "line 2: not valid UTF-8 (byte 0xe9 at byte 4" in err and "Traceback" not in err
+
+
+def test_doctor_is_listed_and_needs_no_extra(capsys):
+    with pytest.raises(SystemExit):
+        main(["doctor", "--help"])
+    assert "probe" in capsys.readouterr().out
+
+
 def test_export_needs_out_with_a_model(capsys):
     code, _, err = _run(capsys, "export", "some/model")
     assert code == 2 and "--out DIR is required" in err
