@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +28,7 @@ from ortpipe.runtime.batching import run_in_batches
 from ortpipe.runtime.inference import OnnxModel
 from ortpipe.runtime.machine import describe_machine
 from ortpipe.runtime.manifest import read_manifest
+from ortpipe.runtime.timing import median_ms
 from ortpipe.runtime.tokenize import TextTokenizer
 
 GATE_AGREEMENT = 0.98
@@ -65,21 +64,9 @@ def score(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> dict
 
 def timing(model: OnnxModel, tokenizer: TextTokenizer, texts: list[str]) -> dict:
     one = tokenizer(["This course is amazing!"])
-    for _ in range(20):
-        model(one)
-    times = []
-    for _ in range(300):
-        start = time.perf_counter()
-        model(one)
-        times.append(time.perf_counter() - start)
-    best = min(_seconds(lambda: logits_in_batches(model, tokenizer, texts, 32)) for _ in range(2))
-    return {"single_p50_ms": statistics.median(times) * 1000, "batch32_texts_per_s": len(texts) / best}
-
-
-def _seconds(call) -> float:
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
+    bulk_ms = median_ms(lambda: logits_in_batches(model, tokenizer, texts, 32), repeats=3)
+    return {"single_p50_ms": median_ms(lambda: model(one), 300, warmup=20),
+            "batch32_texts_per_s": len(texts) / bulk_ms * 1000}
 
 
 def measure(settings: QuantSettings, args, tokenizer, texts, labels, reference, fp32_accuracy) -> dict:

@@ -16,6 +16,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ortpipe.runtime.timing import time_calls
+
 SHORT_SENTENCE = "This course is amazing!"
 LONG_PARAGRAPH = (
     "The film opens with a long, patient shot of a harbour at dawn, and for the first twenty minutes it "
@@ -38,17 +40,6 @@ def percentiles(seconds: Sequence[float]) -> dict[str, float]:
     ms = np.asarray(seconds) * 1000.0
     return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
             "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()), "runs": len(ms)}
-
-
-def time_calls(call: Callable[[], object], repeats: int, warmup: int = 5) -> list[float]:
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def latency(one: Callable[[str], str], repeats: int) -> dict:

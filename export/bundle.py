@@ -13,7 +13,6 @@ with labelled data, stay within ``max_accuracy_drop`` of fp32's accuracy.
 from __future__ import annotations
 
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -32,11 +31,12 @@ from ortpipe.runtime.inference import OnnxModel
 from ortpipe.runtime.machine import describe_machine
 from ortpipe.runtime.manifest import Manifest, Variant, sha256_of
 from ortpipe.runtime.probes import PROBES_FILE, ProbeGate, ProbeSet, probe_logits, run_probes
+from ortpipe.runtime.timing import median_ms
 from ortpipe.runtime.tokenize import TextTokenizer
 from ortpipe.runtime.versions import library_versions
 
 VARIANT_FILES = {"fp32": "model.onnx", "optimized": "model.optimized.onnx", "int8": "model.int8.onnx"}
-PROBE_EVAL_TEXTS = 40  # labelled texts added to the built-in probes, spread over the eval set
+PROBE_EVAL_TEXTS = 8  # labelled texts added to the built-in probes, spread over the eval set (32 in all: one batch)
 PROBE_BATCH_SIZE = 32
 ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text")
 
@@ -101,20 +101,10 @@ def problem_type_of(config) -> str:
     return "regression" if config.num_labels == 1 else "single_label_classification"
 
 
-def _median_latency_ms(model: OnnxModel, tokenizer: TextTokenizer, texts: Sequence[str], repeats: int) -> float:
-    encoded = tokenizer(list(texts))
-    model(encoded)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model(encoded)
-        times.append(time.perf_counter() - start)
-    return round(statistics.median(times) * 1000, 3)
-
-
 def _timings(model: OnnxModel, tokenizer: TextTokenizer) -> dict:
-    return {"single_sentence_ms": _median_latency_ms(model, tokenizer, PROBE_TEXTS[:1], 30),
-            "batch8_ms": _median_latency_ms(model, tokenizer, PROBE_TEXTS[:8], 10)}
+    one, eight = tokenizer(list(PROBE_TEXTS[:1])), tokenizer(list(PROBE_TEXTS[:8]))
+    return {"single_sentence_ms": median_ms(lambda: model(one), 30),
+            "batch8_ms": median_ms(lambda: model(eight), 10)}
 
 
 def _library_versions() -> dict[str, str]:

@@ -10,28 +10,20 @@ latency here, and the variant ``TextClassifier.load`` would choose, with why.
 
 from __future__ import annotations
 
-import statistics
-import time
 from pathlib import Path
 
 from ortpipe.runtime.bundle import open_bundle
 from ortpipe.runtime.check import choose_variant
 from ortpipe.runtime.classifier import TextClassifier
 from ortpipe.runtime.machine import describe_machine, isa_summary
+from ortpipe.runtime.timing import median_ms
 
 LATENCY_TEXT = "This course is amazing!"
 
 
 def single_sentence_ms(clf: TextClassifier, repeats: int = 30) -> float:
     """Median end-to-end time of ``clf(LATENCY_TEXT)`` in ms, after a warm-up."""
-    for _ in range(3):
-        clf(LATENCY_TEXT)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        clf(LATENCY_TEXT)
-        times.append(time.perf_counter() - start)
-    return round(statistics.median(times) * 1000, 3)
+    return median_ms(lambda: clf(LATENCY_TEXT), repeats, warmup=3)
 
 
 def diagnose(bundle_path: str | Path | None = None, provider: str = "auto", threads: int | None = None) -> dict:
