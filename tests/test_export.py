@@ -75,8 +75,10 @@ def test_manifest_records_the_machine_probes_and_shape(arch, bundles):
         for key in ("arch", "cores", "onnxruntime", "int8_u8s8_saturates"):
             assert key in variant.machine
         gate = variant.validation["probe_gate"]
-        assert 0 < gate["min_agreement"] <= 1 and gate["max_abs_diff"] > 0 and gate["max_drift"] > 0
-        assert variant.validation["probe"]["texts"] == len(PROBE_TEXTS)
+        probe = variant.validation["probe"]
+        assert gate["min_agreement"] == min(0.98, probe["agreement"])  # a variant can pass where it was made
+        assert gate["max_abs_diff"] >= probe["max_abs_diff"] and gate["max_drift"] > 0
+        assert probe["texts"] == len(PROBE_TEXTS)
     assert manifest.format_version == 2
     assert manifest.probes_file == "probes.json"
     assert sha256_of(bundles[arch] / "probes.json") == manifest.probes_sha256
