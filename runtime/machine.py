@@ -135,7 +135,8 @@ def describe_machine(cuda: bool = False) -> dict:
 def isa_summary(machine: dict) -> str:
     """``"AMD EPYC (cpu family 25, model 17), x86_64: avx2 avx512f avx512_vnni …"`` for tables and titles."""
     where = f" ({machine['cpu_id']})" if machine.get("cpu_id") else ""
-    return f"{machine['cpu']}{where}, {machine['arch']}: {' '.join(machine['isa']) or 'no listed ISA features'}"
+    saturates = "; ONNX Runtime's u8×s8 int8 kernel saturates here" if machine.get("int8_u8s8_saturates") else ""
+    return f"{machine['cpu']}{where}, {machine['arch']}: {' '.join(machine['isa']) or 'no listed ISA features'}{saturates}"
 
 
 def machine_key(machine: dict | None = None, provider: str = "cpu") -> str:

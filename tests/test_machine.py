@@ -43,6 +43,12 @@ def test_arm64_features_use_the_common_names():
     assert {"asimd", "dotprod", "i8mm", "sve", "bf16"} <= set(isa) and "asimddp" not in isa
 
 
+def test_summary_says_when_the_int8_kernel_saturates():
+    zen1 = {**parse_cpuinfo(ZEN1, "x86_64"), "arch": "x86_64"}
+    assert isa_summary({**zen1, "int8_u8s8_saturates": True}).endswith("u8×s8 int8 kernel saturates here")
+    assert "saturates" not in isa_summary({**zen1, "int8_u8s8_saturates": False})
+
+
 def test_describe_machine_has_what_a_figure_needs():
     info = describe_machine()
     for key in ("cpu", "arch", "isa", "cores", "onnxruntime", "providers", "int8_u8s8_saturates"):
