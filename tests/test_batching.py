@@ -34,3 +34,18 @@ def test_a_batch_returning_the_wrong_count_is_caught():
 def test_bad_batch_size(size):
     with pytest.raises(InputError):
         plan_batches([1], size)
+
+
+def test_a_token_budget_counts_padding():
+    # sorted: 10, 9, 4, 3, 2; budget 20 padded tokens: [10, 9] = 20, then [4, 3, 2] = 12
+    assert plan_batches([4, 10, 2, 9, 3], batch_size=8, max_tokens=20) == [[1, 3], [0, 4, 2]]
+    assert plan_batches([4, 10, 2, 9, 3], batch_size=2, max_tokens=100) == [[1, 3], [0, 4], [2]]
+
+
+def test_an_item_over_the_budget_gets_a_batch_of_its_own():
+    assert plan_batches([50, 3, 3], batch_size=8, max_tokens=10) == [[0], [1, 2]]
+
+
+def test_unsorted_batches_respect_the_budget_too():
+    # in input order: 2, 2, 9 would pad to 27 > 20, so 9 starts a new batch
+    assert plan_batches([2, 2, 9, 1], batch_size=8, sort_by_length=False, max_tokens=20) == [[0, 1], [2, 3]]
