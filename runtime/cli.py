@@ -17,7 +17,7 @@ from typing import Sequence
 from ortpipe.runtime.errors import InputError, OrtpipeError
 
 # Modules that add their own subcommands; each imports its heavy libraries only when run.
-_COMMAND_MODULES = ("ortpipe.export.cli", "ortpipe.benchmarks.cli")
+_COMMAND_MODULES = ("ortpipe.export.cli", "ortpipe.benchmarks.cli", "ortpipe.serve.cli")
 
 
 def _add_classify(subparsers) -> None:

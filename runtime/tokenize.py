@@ -6,6 +6,7 @@ length), then each batch is padded to its own longest row in numpy.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, Union
@@ -55,20 +56,40 @@ class TextTokenizer:
             raise BundleError(f"tokenizer file {path} cannot be read: {exc}") from exc
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
-        self._truncating = Tokenizer.from_str(self._tokenizer.to_str())
-        self._truncating.enable_truncation(max_length=max_length, strategy="longest_first")
+        self._truncating = {"right": self._truncated_copy("right", max_length)}
+        self._lock = threading.Lock()
         self.max_length = max_length
         self.pad_token_id = pad_token_id
         self.default_truncation = truncation
 
-    def encode(self, texts: Sequence[TextInput], truncation: bool | None = None) -> list:
+    def _truncated_copy(self, direction: str, max_length: int):
+        from tokenizers import Tokenizer
+
+        copy = Tokenizer.from_str(self._tokenizer.to_str())
+        copy.enable_truncation(max_length=max_length, strategy="longest_first", direction=direction)
+        return copy
+
+    def _truncating_tokenizer(self, direction: str):
+        """The tokenizer that cuts from the ``right`` (default) or the ``left``, made once on first use."""
+        if direction not in self._truncating:
+            if direction not in ("right", "left"):
+                raise InputError(f"truncation direction must be 'right' or 'left', got {direction!r}")
+            with self._lock:
+                if direction not in self._truncating:
+                    self._truncating[direction] = self._truncated_copy(direction, self.max_length)
+        return self._truncating[direction]
+
+    def encode(self, texts: Sequence[TextInput], truncation: bool | None = None, direction: str = "right") -> list:
         """Tokenize texts (or ``(text, text_pair)`` tuples) without padding.
+
+        Args:
+            direction: where over-long texts are cut, ``"right"`` (the end) or ``"left"``.
 
         Raises:
             InputError: ``truncation=False`` and a text is longer than the model's limit.
         """
         truncation = self.default_truncation if truncation is None else truncation
-        tokenizer = self._truncating if truncation else self._tokenizer
+        tokenizer = self._truncating_tokenizer(direction) if truncation else self._tokenizer
         if len(texts) == 1:
             first = texts[0]
             encodings = [tokenizer.encode(*first) if isinstance(first, tuple) else tokenizer.encode(first)]
@@ -77,7 +98,7 @@ class TextTokenizer:
         if not truncation:
             for index, encoding in enumerate(encodings):
                 if len(encoding.ids) > self.max_length:
-                    raise InputError(f"text {index} has {len(encoding.ids)} tokens, more than the model's "
+                    raise InputError(f"input[{index}] has {len(encoding.ids)} tokens, more than the model's "
                                      f"limit of {self.max_length}; pass truncation=True to cut it")
         return encodings
 

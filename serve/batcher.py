@@ -1,0 +1,182 @@
+"""The dynamic batcher: texts from many requests, one model call per batch.
+
+Requests put their tokenized texts on a bounded queue (counted per text) and
+await the logits. One task takes everything queued — after waiting up to
+``max_wait_ms`` for more when less than a full batch is there — drops texts
+past their deadline or whose client left, and hands the rest to the runtime's
+one batching loop (:func:`~ortpipe.runtime.batching.run_in_batches`: sorted by
+length, at most ``max_batch_size`` texts and ``max_batch_tokens`` padded
+tokens per call) in a worker thread, so ONNX Runtime (which releases the GIL)
+never blocks the event loop. Each batch's results go back as soon as it ends.
+
+Float variants give every text bit-identical logits however it is batched
+(padding is masked exactly). Dynamic int8 computes activation scales per call,
+so its scores move slightly (about 1e-3) with batch neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ortpipe.runtime.batching import run_in_batches
+
+
+class Overloaded(Exception):
+    """The queue cannot take these texts now."""
+
+
+class Expired(Exception):
+    """The text waited past its deadline and was never run."""
+
+
+@dataclass
+class _Pending:
+    encoding: object
+    future: asyncio.Future
+    deadline: float
+    queued_at: float = field(default_factory=time.perf_counter)
+    started_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """One model call, for the metrics."""
+
+    size: int
+    tokens: int
+    padded_tokens: int
+    seconds: float
+
+
+class Batcher:
+    """Collects texts from concurrent requests into model calls.
+
+    Args:
+        run_model: encodings → logits rows (``collate`` + the ONNX session).
+        on_batch: called (in the worker thread) with each :class:`BatchStats`.
+        on_dropped: called with ``"timeout"`` or ``"disconnected"`` for each text dropped unrun.
+    """
+
+    def __init__(self, run_model: Callable[[list], np.ndarray], max_batch_size: int, max_batch_tokens: int,
+                 max_wait_ms: float, max_queue: int, on_batch: Callable[[BatchStats], None] = lambda s: None,
+                 on_dropped: Callable[[str], None] = lambda reason: None):
+        self._run_model = run_model
+        self.max_batch_size, self.max_batch_tokens = max_batch_size, max_batch_tokens
+        self.max_wait_s, self.max_queue = max_wait_ms / 1000.0, max_queue
+        self._on_batch, self._on_dropped = on_batch, on_dropped
+        self._queue: list[_Pending] = []
+        self._in_model = 0
+        self._wakeup = asyncio.Event()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ortpipe-infer")
+        self._task: asyncio.Task | None = None
+
+    @property
+    def depth(self) -> int:
+        """Texts queued or in the model now."""
+        return len(self._queue) + self._in_model
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self._pool.shutdown(wait=True)
+
+    async def submit(self, encodings: list, deadline: float) -> tuple[np.ndarray, float, float]:
+        """Queue texts; returns (logits, seconds queued, seconds in the model) once all have run.
+
+        Raises:
+            Overloaded: the queue would hold more than ``max_queue`` texts.
+            Expired: a text was still queued at ``deadline`` (``time.perf_counter()`` seconds).
+        """
+        if self.depth + len(encodings) > self.max_queue:
+            raise Overloaded(f"{self.depth} texts are waiting; {len(encodings)} more would pass the queue "
+                             f"limit of {self.max_queue} (--max-queue)")
+        loop = asyncio.get_running_loop()
+        pending = [_Pending(e, loop.create_future(), deadline) for e in encodings]
+        self._queue.extend(pending)
+        self._wakeup.set()
+        try:
+            rows = await asyncio.gather(*(p.future for p in pending))
+        finally:
+            for p in pending:  # a client that left: its texts still queued are dropped, not run
+                if not p.future.done():
+                    p.future.cancel()
+        queued = max(p.started_at - p.queued_at for p in pending)
+        in_model = time.perf_counter() - min(p.started_at for p in pending)
+        return np.stack(rows), queued, in_model
+
+    def _take(self) -> list[_Pending]:
+        """Everything queued that is still wanted; the others are answered or dropped."""
+        now, taken = time.perf_counter(), []
+        for p in self._queue:
+            if p.future.done():
+                self._on_dropped("disconnected")
+            elif now > p.deadline:
+                p.future.set_exception(Expired("the request waited past its deadline and was not run"))
+                self._on_dropped("timeout")
+            else:
+                taken.append(p)
+        self._queue = []
+        return taken
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if len(self._queue) < self.max_batch_size and self.max_wait_s > 0:
+                await asyncio.sleep(self.max_wait_s)
+            batch = self._take()
+            if not batch:
+                continue
+            self._in_model = len(batch)
+            try:
+                await loop.run_in_executor(self._pool, self._run, batch, loop)
+            finally:
+                self._in_model = 0
+            if self._queue:
+                self._wakeup.set()
+
+    def _run(self, pending: list[_Pending], loop: asyncio.AbstractEventLoop) -> None:
+        """In the worker thread: the one batching loop over ``pending``, results sent back per batch."""
+        def run_batch(batch: list[_Pending]) -> list:
+            started = time.perf_counter()
+            for p in batch:
+                p.started_at = started
+            encodings = [p.encoding for p in batch]
+            try:
+                logits = self._run_model(encodings)
+            except Exception as exc:  # the batch fails, the server goes on
+                for p in batch:
+                    loop.call_soon_threadsafe(_settle, p.future, None, exc)
+                return [None] * len(batch)
+            lengths = [len(e.ids) for e in encodings]
+            self._on_batch(BatchStats(len(batch), sum(lengths), max(lengths) * len(batch),
+                                      time.perf_counter() - started))
+            for p, row in zip(batch, logits):
+                loop.call_soon_threadsafe(_settle, p.future, row, None)
+            return [None] * len(batch)
+
+        run_in_batches(pending, [len(p.encoding.ids) for p in pending], self.max_batch_size, run_batch,
+                       max_tokens=self.max_batch_tokens)
+
+
+def _settle(future: asyncio.Future, result, error: Exception | None) -> None:
+    if future.done():  # the client left meanwhile
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

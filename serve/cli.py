@@ -1,0 +1,89 @@
+"""``ortpipe serve``: the bundle as an HTTP service (needs ``pip install 'ortpipe[serve]'``)."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from dataclasses import fields
+
+from ortpipe.runtime.errors import OrtpipeError
+from ortpipe.serve.config import ServeConfig
+
+_HELP = {
+    "host": "address to listen on", "port": "port to listen on",
+    "max_batch_tokens": "padded tokens per model call", "max_batch_size": "texts per model call",
+    "max_wait_ms": "how long to wait for more texts before a model call",
+    "max_client_batch": "texts per request (more: 413)", "max_body": "bytes per request body (more: 413)",
+    "max_queue": "texts waiting for the model, all requests together (more: 429)",
+    "timeout_ms": "a text not run by then is answered 504 (per request: header x-timeout-ms)",
+    "drain_s": "on SIGTERM, seconds allowed to finish queued work",
+}
+
+
+def add_commands(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="serve a bundle over HTTP (TEI-compatible /predict, dynamic batching, metrics)",
+        description="Serve a bundle over HTTP with dynamic batching. Every limit is a flag and an ORTPIPE_* "
+                    "environment variable (e.g. ORTPIPE_MAX_QUEUE); flags win.")
+    parser.add_argument("--bundle", help="bundle folder (default: the default bundle)")
+    parser.add_argument("--variant", help="fp32, optimized, int8 … (default: what load() picks on this machine)")
+    parser.add_argument("--provider", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    try:
+        defaults = {**ServeConfig().as_dict(), **ServeConfig.env_defaults()}
+    except ValueError as exc:
+        parser.error(str(exc))
+    for spec in fields(ServeConfig):
+        default = defaults[spec.name]
+        parser.add_argument(f"--{spec.name.replace('_', '-')}", type=type(default), default=default,
+                            help=f"{_HELP[spec.name]} (default {default}; ORTPIPE_{spec.name.upper()})")
+    parser.set_defaults(run=_run_serve)
+
+
+def _run_serve(args) -> int:
+    try:
+        import uvicorn
+
+        from ortpipe.serve.app import create_app, start_draining
+    except ImportError as exc:
+        raise OrtpipeError(f"ortpipe serve needs the serve extra ({exc.name} is missing): "
+                           "pip install 'ortpipe[serve]'") from exc
+    from ortpipe.runtime.classifier import TextClassifier
+
+    try:
+        config = ServeConfig(**{spec.name: getattr(args, spec.name) for spec in fields(ServeConfig)}).check()
+    except ValueError as exc:
+        raise OrtpipeError(str(exc)) from exc
+    clf = TextClassifier.load(args.bundle, variant=args.variant, provider=args.provider, threads=args.threads)
+    app = create_app(clf, config)
+
+    class DrainingServer(uvicorn.Server):
+        """On SIGTERM/SIGINT: refuse new work with 503 at once, let uvicorn finish what is in flight, exit 0.
+
+        (uvicorn itself re-raises the signal once it has shut down, so the process would end with -15.)
+        """
+
+        def handle_exit(self, sig, frame) -> None:
+            start_draining(app)
+            super().handle_exit(sig, frame)
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            originals = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in originals.items():
+                    signal.signal(sig, handler)
+
+    server = DrainingServer(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning",
+                                           timeout_graceful_shutdown=int(config.drain_s), access_log=False))
+    print(f"ortpipe serve: http://{config.host}:{config.port} ({clf.bundle.path}, {clf.variant}, {clf.provider})",
+          file=sys.stderr, flush=True)
+    server.run()
+    return 0

@@ -1,0 +1,50 @@
+"""The server's settings: flags of ``ortpipe serve``, each with an ``ORTPIPE_*`` environment default."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Limits and batching of ``ortpipe serve`` (every one shown by ``GET /info``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_batch_tokens: int = 4096  # padded tokens per model call
+    max_batch_size: int = 64  # texts per model call
+    max_wait_ms: float = 2.0  # how long the batcher waits for more texts once one is queued
+    max_client_batch: int = 256  # texts per request
+    max_body: int = 4 * 1024 * 1024  # bytes per request body
+    max_queue: int = 4096  # texts waiting for the model, all requests together
+    timeout_ms: float = 30_000.0  # a text not run by then is answered 504 and never reaches the model
+    drain_s: float = 30.0  # on SIGTERM, how long queued work may take to finish
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def env_defaults(cls, environ=None) -> dict:
+        """``ORTPIPE_MAX_QUEUE=100`` and the like, parsed to each field's type."""
+        environ = os.environ if environ is None else environ
+        found = {}
+        for spec in fields(cls):
+            raw = environ.get(f"ORTPIPE_{spec.name.upper()}")
+            if raw is not None:
+                kind = type(getattr(cls, spec.name))
+                try:
+                    found[spec.name] = kind(raw)
+                except ValueError as exc:
+                    raise ValueError(f"ORTPIPE_{spec.name.upper()}={raw!r} is not a valid {kind.__name__}") from exc
+        return found
+
+    def check(self) -> "ServeConfig":
+        """Raises ValueError naming the first limit that is not positive."""
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if spec.name not in ("host", "port", "max_wait_ms") and value <= 0:
+                raise ValueError(f"{spec.name} must be positive, got {value}")
+        if self.max_wait_ms < 0 or not 0 <= self.port < 65536:
+            raise ValueError("max_wait_ms must be ≥ 0 and port within 0..65535")
+        return self

@@ -1,0 +1,129 @@
+"""What clients send and get back: TEI's ``/predict``, plus what pipeline users send.
+
+Accepted bodies (a JSON object):
+
+- TEI: ``{"inputs": "text"}``; ``{"inputs": ["a", "b"]}`` is one text pair (as
+  TEI reads it); ``{"inputs": [["a"], ["a", "b"]]}`` a batch, pairs allowed; a
+  list of other than two strings is a batch of single texts. With
+  ``truncate``, ``truncation_direction`` (``"right"``/``"left"``), ``raw_scores``.
+- ``transformers.pipeline`` and the Hugging Face inference API:
+  ``{"inputs": ..., "parameters": {"top_k", "function_to_apply", "truncation"}}``
+  and ``{"text", "text_pair"}`` dicts as items.
+
+The answer has TEI's shape: one list of ``{"score", "label"}`` (best first,
+every label unless ``top_k``) per text; a single text gets just its list —
+except in the inference API's form (a ``parameters`` object present, as
+``huggingface_hub.InferenceClient`` sends), where a single text's list comes
+wrapped in one more list, as that API answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ortpipe.runtime.errors import InputError
+from ortpipe.runtime.inputs import normalize_inputs
+from ortpipe.runtime.postprocess import resolve_function
+from ortpipe.runtime.predict import check_top_k
+from ortpipe.runtime.tokenize import TextInput
+
+KNOWN_KEYS = {"inputs", "parameters", "truncate", "truncation_direction", "raw_scores", "top_k",
+              "function_to_apply"}
+KNOWN_PARAMETERS = {"top_k", "function_to_apply", "truncation", "truncate", "truncation_direction", "raw_scores"}
+
+
+class RequestError(Exception):
+    """A request the server refuses: HTTP status, TEI ``error_type`` and a message naming the problem."""
+
+    def __init__(self, status: int, error_type: str, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.error_type, self.message = status, error_type, message
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        return {"error": self.message, "error_type": self.error_type}
+
+
+def invalid(message: str) -> RequestError:
+    return RequestError(422, "validation", message)
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    """A checked ``/predict`` body."""
+
+    items: list[TextInput]
+    single: bool
+    truncate: bool
+    truncation_direction: str
+    function: str
+    top_k: int | None
+    nested: bool = False  # inference API form: a single text's answer is wrapped in a list too
+
+    def shape(self, results: list) -> list:
+        """Per-text results in the shape this request's client expects."""
+        return results[0] if self.single and not self.nested else results
+
+
+def _items(inputs: Any) -> tuple[list, bool]:
+    """TEI's reading of ``inputs``: (items, whether the caller sent a single one)."""
+    if isinstance(inputs, (str, dict)):
+        return [inputs], True
+    if not isinstance(inputs, list):
+        raise invalid(f"'inputs' must be a string, a [text, text_pair] pair or a list of them; "
+                      f"got {type(inputs).__name__}")
+    if not inputs:
+        raise invalid("'inputs' is an empty batch: send at least one text")
+    if len(inputs) == 2 and all(isinstance(x, str) for x in inputs):
+        return [{"text": inputs[0], "text_pair": inputs[1]}], True
+    items = []
+    for index, item in enumerate(inputs):
+        if isinstance(item, list):
+            if len(item) not in (1, 2) or not all(isinstance(x, str) for x in item):
+                raise invalid(f"inputs[{index}]: a list item must be [text] or [text, text_pair] of strings")
+            item = item[0] if len(item) == 1 else {"text": item[0], "text_pair": item[1]}
+        items.append(item)
+    return items, False
+
+
+def _flag(value: Any, name: str, default: bool) -> bool:
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise invalid(f"'{name}' must be true or false, got {value!r}")
+    return value
+
+
+def parse_predict(body: Any, problem_type: str, num_labels: int, max_client_batch: int) -> PredictRequest:
+    """Check a parsed JSON body; raises :class:`RequestError` (422, or 413 over ``max_client_batch``)."""
+    if not isinstance(body, dict):
+        raise invalid(f"the body must be a JSON object with 'inputs', got {type(body).__name__}")
+    if "inputs" not in body:
+        raise invalid("the body has no 'inputs'")
+    unknown = set(body) - KNOWN_KEYS
+    if unknown:
+        raise invalid(f"unknown field(s) {sorted(unknown)}; known: {sorted(KNOWN_KEYS)}")
+    parameters = body.get("parameters") or {}
+    if not isinstance(parameters, dict) or set(parameters) - KNOWN_PARAMETERS:
+        raise invalid(f"'parameters' must be an object with some of {sorted(KNOWN_PARAMETERS)}")
+    options = {**parameters, **{k: v for k, v in body.items() if k != "parameters"}}
+    raw, single = _items(body["inputs"])
+    if len(raw) > max_client_batch:
+        raise RequestError(413, "validation", f"{len(raw)} inputs in one request; the limit is "
+                                              f"{max_client_batch} (--max-client-batch)")
+    try:
+        items = normalize_inputs(raw).items
+        function = resolve_function(options.get("function_to_apply"), problem_type, num_labels)
+        top_k = options.get("top_k")
+        if top_k is not None:
+            check_top_k(top_k, num_labels)
+    except InputError as exc:
+        raise invalid(str(exc).replace("input[", "inputs[")) from None
+    if _flag(options.get("raw_scores"), "raw_scores", False):
+        function = "none"
+    truncate = _flag(options.get("truncate", options.get("truncation")), "truncate", False)
+    direction = options.get("truncation_direction") or "right"
+    if not isinstance(direction, str) or direction.lower() not in ("right", "left"):
+        raise invalid(f"'truncation_direction' must be 'right' or 'left', got {direction!r}")
+    return PredictRequest(items, single, truncate, direction.lower(), function, top_k, nested="parameters" in body)

@@ -1,0 +1,272 @@
+"""``ortpipe serve``: a real server in a subprocess on loopback, a real HTTP client.
+
+Every load loop here is bounded in count and time and targets 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+
+from ortpipe.export.validate import PROBE_TEXTS  # noqa: E402
+from ortpipe.runtime import TextClassifier  # noqa: E402
+from ortpipe.runtime.manifest import sha256_of  # noqa: E402
+from bundle_edits import edit_manifest  # noqa: E402
+
+TEXTS = list(PROBE_TEXTS)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def running_server(bundle: Path, home: Path, *flags: str):
+    """``ortpipe serve`` on a free loopback port; yields (url, process) once ``/ready`` is 200."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--bundle", str(bundle), "--port", str(port),
+         "--threads", "1", *flags],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**__import__("os").environ, "ORTPIPE_HOME": str(home)})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"the server exited with {process.returncode}: {process.stderr.read()}")
+            try:
+                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("the server did not become ready within 60 s")
+            time.sleep(0.1)
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture(scope="module")
+def server(bert_bundle, tmp_path_factory):
+    with running_server(bert_bundle, tmp_path_factory.mktemp("home"), "--max-client-batch", "32",
+                        "--max-body", "65536") as (url, _):
+        yield url
+
+
+def _post(url: str, body, **kwargs) -> httpx.Response:
+    return httpx.post(f"{url}/predict", json=body, timeout=30, **kwargs)
+
+
+def _metric(url: str, name: str) -> float:
+    total = 0.0
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(name):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+# -- the API ----------------------------------------------------------------------------------
+
+def test_single_text_gets_every_label_best_first_with_tei_headers(server, bert_bundle):
+    response = _post(server, {"inputs": TEXTS[0]})
+    assert response.status_code == 200
+    expected = TextClassifier.load(bert_bundle, variant="optimized", threads=1)(TEXTS[0], top_k=None)
+    assert response.json() == expected
+    for header in ("x-request-id", "x-queue-time", "x-tokenization-time", "x-inference-time"):
+        assert header in response.headers
+    assert _post(server, {"inputs": "x"}, headers={"x-request-id": "abc"}).headers["x-request-id"] == "abc"
+
+
+def test_tei_pairs_and_batches(server, bert_bundle):
+    clf = TextClassifier.load(bert_bundle, variant="optimized", threads=1)  # as the server runs it
+    pair = _post(server, {"inputs": ["A man sleeps.", "A person rests."]}).json()
+    assert pair == clf({"text": "A man sleeps.", "text_pair": "A person rests."}, top_k=None)
+    batch = _post(server, {"inputs": [["good"], ["A man sleeps.", "A person rests."], ["bad"]]}).json()
+    assert batch == clf(["good", {"text": "A man sleeps.", "text_pair": "A person rests."}, "bad"], top_k=None)
+    three = _post(server, {"inputs": ["a", "b", "c"]}).json()
+    assert len(three) == 3 and all(isinstance(row, list) for row in three)
+
+
+def test_pipeline_parameters_and_raw_scores(server, bert_bundle):
+    clf = TextClassifier.load(bert_bundle, variant="optimized", threads=1)
+    top1 = _post(server, {"inputs": "good", "parameters": {"top_k": 1, "function_to_apply": "sigmoid"}}).json()
+    assert top1 == [clf("good", top_k=1, function_to_apply="sigmoid")]  # the inference API nests a single text
+    raw = _post(server, {"inputs": "good", "raw_scores": True}).json()
+    assert raw == clf("good", top_k=None, function_to_apply="none")
+
+
+def test_other_routes_answer_like_predict(server):
+    expected = _post(server, {"inputs": "good"}).json()
+    for route in ("/", "/invocations"):
+        assert httpx.post(f"{server}{route}", json={"inputs": "good"}, timeout=10).json() == expected
+
+
+def test_health_ready_info_metrics_docs(server):
+    assert httpx.get(f"{server}/health").json() == {"status": "ok"}
+    assert httpx.get(f"{server}/ready").status_code == 200
+    info = httpx.get(f"{server}/info").json()
+    assert info["variant"] == "optimized" and info["labels"] == ["LABEL_A", "LABEL_B", "LABEL_C"]
+    assert info["limits"]["max_client_batch"] == 32 and info["limits"]["max_queue"] == 4096
+    metrics = httpx.get(f"{server}/metrics").text
+    for name in ("ortpipe_requests_total", "ortpipe_queue_depth", "ortpipe_batch_size", "ortpipe_batch_tokens",
+                 "ortpipe_batch_padding_ratio", "ortpipe_queue_seconds", "ortpipe_tokenize_seconds",
+                 "ortpipe_inference_seconds"):
+        assert name in metrics
+    schema = httpx.get(f"{server}/openapi.json").json()
+    assert "/predict" in schema["paths"]
+
+
+def test_huggingface_inference_client_gets_the_labels(server, bert_bundle):
+    hub = pytest.importorskip("huggingface_hub")
+    client = hub.InferenceClient(model=server, timeout=30)
+    result = client.text_classification("This course is amazing!")
+    expected = TextClassifier.load(bert_bundle, variant="optimized", threads=1)("This course is amazing!", top_k=None)
+    assert result[0].label == expected[0]["label"]
+    assert result[0].score == pytest.approx(expected[0]["score"], abs=1e-6)
+
+
+# -- limits and bad input ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("body,status,needle", [
+    ({"inputs": ["t"] * 33}, 413, "the limit is 32"),
+    ({"inputs": []}, 422, "empty batch"),
+    ({"inputs": 42}, 422, "got int"),
+    ({"inputs": [["a", "b", "c"]]}, 422, "inputs[0]"),
+    ({"inputs": ["ok", None, "x"]}, 422, "inputs[1]"),
+    ({"inputs": "x", "top_k": 0}, 422, "top_k"),
+    ({"inputs": "x", "truncate": "yes"}, 422, "'truncate' must be true or false"),
+    ({"texts": "x"}, 422, "no 'inputs'"),
+    ({"inputs": "word " * 500}, 422, "inputs[0] has 502 tokens, more than the model's limit of 128"),
+])
+def test_bad_requests_get_a_json_error_naming_the_problem(server, body, status, needle):
+    response = _post(server, body)
+    assert response.status_code == status, response.text
+    assert needle in response.json()["error"] and response.json()["error_type"] == "validation"
+
+
+def test_a_lone_surrogate_escape_is_invalid_unicode(server):
+    response = httpx.post(f"{server}/predict", content=b'{"inputs": ["fine", "bad \\ud800", "x"]}', timeout=10)
+    assert response.status_code == 422
+    assert "inputs[1] is not valid Unicode: lone surrogate U+D800" in response.json()["error"]
+
+
+def test_truncation_is_opt_in_and_cuts_either_end(server):
+    long = "word " * 500
+    assert _post(server, {"inputs": long, "truncate": True}).status_code == 200
+    assert _post(server, {"inputs": long, "truncate": True, "truncation_direction": "left"}).status_code == 200
+
+
+def test_unparsable_json_is_400_and_a_big_body_413(server):
+    bad = httpx.post(f"{server}/predict", content=b'{"inputs": [}', timeout=10)
+    assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]
+    big = httpx.post(f"{server}/predict", content=b'{"inputs": "' + b"a" * 70_000 + b'"}', timeout=10)
+    assert big.status_code == 413 and "65536" in big.json()["error"]
+
+
+def test_a_request_past_its_deadline_is_504_and_never_run(server):
+    texts_before = _metric(server, "ortpipe_texts_total")
+    response = _post(server, {"inputs": ["a", "b", "c"]}, headers={"x-timeout-ms": "0"})
+    assert response.status_code == 504 and response.json()["error_type"] == "timeout"
+    assert _metric(server, "ortpipe_texts_total") == texts_before
+    assert _metric(server, 'ortpipe_rejections_total{reason="timeout"}') >= 3
+
+
+# -- batching under concurrency ---------------------------------------------------------------
+
+def test_64_concurrent_clients_get_exactly_the_in_process_results(server, bert_bundle):
+    clf = TextClassifier.load(bert_bundle, variant="optimized", threads=1)
+    n = len(TEXTS)
+    requests = [TEXTS[i % n] if i % 3 else [TEXTS[(i + k) % n] for k in range(3)] for i in range(64)]
+
+    async def all_at_once():
+        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=64)) as client:
+            return await asyncio.gather(*(client.post(f"{server}/predict", json={"inputs": r})
+                                          for r in requests))
+
+    batches_before = _metric(server, "ortpipe_batch_size_count")
+    responses = asyncio.run(asyncio.wait_for(all_at_once(), timeout=120))
+    for body, response in zip(requests, responses):
+        assert response.status_code == 200
+        assert response.json() == clf(body, top_k=None)  # float variant: bit-identical however batched
+    assert _metric(server, "ortpipe_batch_size_count") - batches_before < 64  # texts were batched together
+
+
+# -- overload, failures, disconnects, drain (servers of their own) ---------------------------
+
+def test_a_full_queue_answers_429_with_retry_after(bert_bundle, tmp_path):
+    with running_server(bert_bundle, tmp_path, "--max-queue", "8", "--max-wait-ms", "400") as (url, _):
+        async def burst():
+            async with httpx.AsyncClient(timeout=60) as client:
+                return await asyncio.gather(*(client.post(f"{url}/predict", json={"inputs": TEXTS[:8]})
+                                              for _ in range(6)))
+
+        responses = asyncio.run(asyncio.wait_for(burst(), timeout=60))
+        statuses = [r.status_code for r in responses]
+        overloaded = [r for r in responses if r.status_code == 429]
+        assert 200 in statuses and overloaded, statuses
+        assert overloaded[0].headers["retry-after"] == "1"
+        assert overloaded[0].json()["error_type"] == "overloaded" and "--max-queue" in overloaded[0].json()["error"]
+
+
+def test_an_inference_failure_is_500_and_the_server_goes_on(bundle_copy, tmp_path):
+    """A token id past the model's vocabulary makes ONNX Runtime's Gather fail for real."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(bundle_copy / "tokenizer.json"))
+    tokenizer.add_tokens(["zzqqxxunseen"])  # id 30522: the embedding table has 30522 rows
+    tokenizer.save(str(bundle_copy / "tokenizer.json"))
+    edit_manifest(bundle_copy, lambda m: m.update(tokenizer_sha256=sha256_of(bundle_copy / "tokenizer.json")))
+    with running_server(bundle_copy, tmp_path, "--variant", "fp32") as (url, _):
+        failed = _post(url, {"inputs": "zzqqxxunseen"})
+        assert failed.status_code == 500 and failed.json()["error_type"] == "backend"
+        assert _post(url, {"inputs": "a fine text"}).status_code == 200
+
+
+def test_a_client_that_leaves_while_queued_is_dropped_unrun(bert_bundle, tmp_path):
+    with running_server(bert_bundle, tmp_path, "--max-wait-ms", "500") as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        body = json.dumps({"inputs": ["leaving", "this", "early"]}).encode()  # (two strings would be a pair)
+        with socket.create_connection(("127.0.0.1", port)) as raw:
+            raw.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            time.sleep(0.1)
+        time.sleep(1.0)
+        assert _metric(url, 'ortpipe_rejections_total{reason="disconnected"}') == 3
+        assert _metric(url, "ortpipe_texts_total") == 0
+
+
+def test_sigterm_finishes_every_queued_request_then_exits_0(bert_bundle, tmp_path):
+    with running_server(bert_bundle, tmp_path, "--max-wait-ms", "300") as (url, process):
+        async def in_flight():
+            async with httpx.AsyncClient(timeout=60) as client:
+                sent = [asyncio.ensure_future(client.post(f"{url}/predict", json={"inputs": TEXTS[i:i + 4]}))
+                        for i in range(0, 20, 4)]
+                await asyncio.sleep(0.1)  # all queued: the batcher waits 300 ms for more
+                process.send_signal(signal.SIGTERM)
+                return await asyncio.gather(*sent)
+
+        responses = asyncio.run(asyncio.wait_for(in_flight(), timeout=60))
+        assert [r.status_code for r in responses] == [200] * 5
+        assert all(len(r.json()) == 4 for r in responses)
+        assert process.wait(timeout=30) == 0
