@@ -125,7 +125,7 @@ def compare(logits: np.ndarray, reference: np.ndarray) -> dict:
 
 
 def probe_logits(model, tokenizer, probes: ProbeSet) -> dict[str, np.ndarray]:
-    """The model's logits on the probes, one text at a time and in batches: ``{"1": …, "32": …}``."""
+    """The model's logits on the probes, one text at a time and in batches: ``{"1": …, "16": …}``."""
     return {str(size): _logits(model, tokenizer, probes.texts, size) for size in sorted({1, probes.batch_size})}
 
 

@@ -78,7 +78,7 @@ def test_manifest_records_the_machine_probes_and_shape(arch, bundles):
         probe = variant.validation["probe"]
         assert gate["min_agreement"] == min(0.98, probe["agreement"])  # a variant can pass where it was made
         assert gate["max_abs_diff"] >= probe["max_abs_diff"] and gate["max_drift"] > 0
-        assert probe["texts"] == len(PROBE_TEXTS)
+        assert probe["texts"] == 16
     assert manifest.format_version == 2
     assert manifest.probes_file == "probes.json"
     assert sha256_of(bundles[arch] / "probes.json") == manifest.probes_sha256
@@ -127,7 +127,8 @@ def test_eval_data_records_accuracy(checkpoints, tmp_path):
         assert 0.0 <= variant.validation["accuracy"] <= 1.0
     assert "accuracy_drop" in manifest.variants["int8"].validation
     probes = json.loads((tmp_path / "b" / "probes.json").read_text())["texts"]
-    assert len(probes) == len(PROBE_TEXTS) + 8  # the built-in ones plus a spread of the eval set
+    spread = [t for t in PROBE_TEXTS[::3] if t != PROBE_TEXTS[12]]  # every third eval text, but not the long one
+    assert len(probes) == 16 and probes[:len(spread)] == spread and PROBE_TEXTS[12] not in probes
     on_disk = json.loads((tmp_path / "b" / "ortpipe.json").read_text())
     assert on_disk["variants"]["fp32"]["validation"]["accuracy"] == manifest.variants["fp32"].validation["accuracy"]
 
