@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -20,6 +20,8 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
+from ortpipe.benchmarks.serve_load import free_port  # noqa: E402
+from ortpipe.benchmarks.serve_load import server as serve_process  # noqa: E402
 from ortpipe.export.validate import PROBE_TEXTS  # noqa: E402
 from ortpipe.runtime import TextClassifier  # noqa: E402
 from ortpipe.runtime.manifest import sha256_of  # noqa: E402
@@ -28,43 +30,14 @@ from bundle_edits import edit_manifest  # noqa: E402
 TEXTS = list(PROBE_TEXTS)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def running_server(bundle: Path, home: Path, *flags: str):
     """``ortpipe serve`` on a free loopback port; yields (url, process) once ``/ready`` is 200."""
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--bundle", str(bundle), "--port", str(port),
-         "--threads", "1", *flags],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**__import__("os").environ, "ORTPIPE_HOME": str(home)})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"the server exited with {process.returncode}: {process.stderr.read()}")
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("the server did not become ready within 60 s")
-            time.sleep(0.1)
-        yield url, process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    port = free_port()
+    command = [sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--bundle", str(bundle), "--port", str(port),
+               "--threads", "1", *flags]
+    with serve_process(command, port, ready_timeout=60, env={**os.environ, "ORTPIPE_HOME": str(home)}) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
