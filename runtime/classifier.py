@@ -45,18 +45,18 @@ class TextClassifier:
 
     rejected: ProbeReport | None = None
 
-    def __init__(self, bundle: Bundle, provider: str = "auto", threads: int | None = None):
+    def __init__(self, bundle: Bundle, provider: str = "auto", threads: int | None = None, spinning: bool = True):
         self.bundle = bundle
         self.manifest: Manifest = bundle.manifest
         self.labels = self.manifest.labels
         self.tokenizer = TextTokenizer(bundle.tokenizer_path, self.manifest.max_length,
                                        self.manifest.pad_token_id)
-        self.model = OnnxModel(bundle.model_path, provider=provider, threads=threads)
+        self.model = OnnxModel(bundle.model_path, provider=provider, threads=threads, spinning=spinning)
         self.provider = self.model.provider
 
     @classmethod
     def load(cls, path: str | Path | None = None, variant: str | None = None, provider: str = "auto",
-             threads: int | None = None, verify: bool = True) -> "TextClassifier":
+             threads: int | None = None, verify: bool = True, spinning: bool = True) -> "TextClassifier":
         """Open a bundle and start an ONNX Runtime session on it.
 
         Args:
@@ -69,12 +69,15 @@ class TextClassifier:
                 ``"cpu"`` or ``"cuda"`` (an error if CUDA cannot be activated).
             threads: ONNX Runtime intra-op threads; None lets it decide.
             verify: check the files' sha256 against the manifest.
+            spinning: let idle ONNX Runtime threads busy-wait between calls (fastest
+                in a loop of calls; ``ortpipe serve`` turns it off to leave the cores
+                to the event loop between batches).
 
         Raises:
             BundleError, IntegrityError, ProviderError: see :mod:`ortpipe.runtime.errors`.
         """
         bundle = open_bundle(path, variant, verify)
-        clf = cls(bundle, provider=provider, threads=threads)
+        clf = cls(bundle, provider=provider, threads=threads, spinning=spinning)
         if variant is not None or not needs_check(bundle):
             return clf
         report = clf.check()
@@ -82,7 +85,7 @@ class TextClassifier:
         if fallback == bundle.variant.name:
             return clf
         log.warning(fallback_message(bundle, report, fallback, isa_summary(describe_machine())))
-        clf = cls(bundle.with_variant(fallback, verify), provider=provider, threads=threads)
+        clf = cls(bundle.with_variant(fallback, verify), provider=provider, threads=threads, spinning=spinning)
         clf.rejected = report
         return clf
 

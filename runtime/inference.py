@@ -27,15 +27,21 @@ class OnnxModel:
         path: the ``.onnx`` file.
         provider: ``"auto"``, ``"cpu"`` or ``"cuda"`` (see :mod:`.providers`).
         threads: ONNX Runtime intra-op threads; None lets ONNX Runtime decide.
+        spinning: let idle ONNX Runtime threads busy-wait for the next call (the
+            fastest for back-to-back calls in one process); False where other work
+            needs the cores between calls, as in a server.
     """
 
-    def __init__(self, path: Path, provider: str = "auto", threads: int | None = None):
+    def __init__(self, path: Path, provider: str = "auto", threads: int | None = None, spinning: bool = True):
         import onnxruntime as ort
 
         requested = requested_providers(provider, ort.get_available_providers())
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        if not spinning:  # idle worker threads sleep instead of busy-waiting for the next call
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         if threads is not None:
             if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
                 raise InputError(f"threads must be a positive int, got {threads!r}")

@@ -2,7 +2,9 @@
 
 Requests put their tokenized texts on a bounded queue (counted per text) and
 await the logits. One task takes everything queued — after waiting up to
-``max_wait_ms`` for more when less than a full batch is there — drops texts
+``max_wait_ms`` for more when less than a full batch is there and texts kept
+arriving while the previous batch ran (under no load a lone request is not
+made to wait for company that is not coming) — drops texts
 past their deadline or whose client left, and hands the rest to the runtime's
 one batching loop (:func:`~ortpipe.runtime.batching.run_in_batches`: sorted by
 length, at most ``max_batch_size`` texts and ``max_batch_tokens`` padded
@@ -72,6 +74,7 @@ class Batcher:
         self._on_batch, self._on_dropped = on_batch, on_dropped
         self._queue: list[_Pending] = []
         self._in_model = 0
+        self._arrived_while_running = 0
         self._wakeup = asyncio.Event()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ortpipe-infer")
         self._task: asyncio.Task | None = None
@@ -105,6 +108,8 @@ class Batcher:
                              f"limit of {self.max_queue} (--max-queue)")
         loop = asyncio.get_running_loop()
         pending = [_Pending(e, loop.create_future(), deadline) for e in encodings]
+        if self._in_model:
+            self._arrived_while_running += len(pending)
         self._queue.extend(pending)
         self._wakeup.set()
         try:
@@ -133,19 +138,21 @@ class Batcher:
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
+        busy = False
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            if len(self._queue) < self.max_batch_size and self.max_wait_s > 0:
+            if busy and len(self._queue) < self.max_batch_size and self.max_wait_s > 0:
                 await asyncio.sleep(self.max_wait_s)
             batch = self._take()
             if not batch:
                 continue
-            self._in_model = len(batch)
+            self._in_model, self._arrived_while_running = len(batch), 0
             try:
                 await loop.run_in_executor(self._pool, self._run, batch, loop)
             finally:
                 self._in_model = 0
+            busy = self._arrived_while_running > 0
             if self._queue:
                 self._wakeup.set()
 

@@ -31,6 +31,9 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--variant", help="fp32, optimized, int8 … (default: what load() picks on this machine)")
     parser.add_argument("--provider", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--spinning", action="store_true",
+                        help="let idle ONNX Runtime threads busy-wait between batches (off: they leave the "
+                             "cores to the HTTP side)")
     try:
         defaults = {**ServeConfig().as_dict(), **ServeConfig.env_defaults()}
     except ValueError as exc:
@@ -56,7 +59,8 @@ def _run_serve(args) -> int:
         config = ServeConfig(**{spec.name: getattr(args, spec.name) for spec in fields(ServeConfig)}).check()
     except ValueError as exc:
         raise OrtpipeError(str(exc)) from exc
-    clf = TextClassifier.load(args.bundle, variant=args.variant, provider=args.provider, threads=args.threads)
+    clf = TextClassifier.load(args.bundle, variant=args.variant, provider=args.provider, threads=args.threads,
+                              spinning=args.spinning)
     app = create_app(clf, config)
 
     class DrainingServer(uvicorn.Server):

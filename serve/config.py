@@ -12,7 +12,7 @@ class ServeConfig:
 
     host: str = "127.0.0.1"
     port: int = 8080
-    max_batch_tokens: int = 4096  # padded tokens per model call
+    max_batch_tokens: int = 1024  # padded tokens per model call (1024 beat 4096 by measurement: less padding)
     max_batch_size: int = 64  # texts per model call
     max_wait_ms: float = 2.0  # how long the batcher waits for more texts once one is queued
     max_client_batch: int = 256  # texts per request

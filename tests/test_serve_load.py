@@ -9,6 +9,7 @@ import time
 import pytest
 
 pytest.importorskip("httpx")
+pytest.importorskip("aiohttp")
 pytest.importorskip("fastapi")
 
 from ortpipe.benchmarks.serve_load import _load, format_report, free_port, server  # noqa: E402
