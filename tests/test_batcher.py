@@ -1,0 +1,120 @@
+"""The server's dynamic batcher, driven directly with the tiny model (no HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from ortpipe.runtime import TextClassifier
+from ortpipe.serve.batcher import Batcher, Expired, Overloaded
+
+FAR = 3600.0
+
+
+@pytest.fixture(scope="module")
+def clf(bert_bundle):
+    return TextClassifier.load(bert_bundle, variant="optimized", threads=1, spinning=False)
+
+
+def _batcher(clf, calls: list, **limits) -> Batcher:
+    def run_model(encodings):
+        calls.append(len(encodings))
+        return clf.model(clf.tokenizer.collate(encodings))
+
+    settings = {"max_batch_size": 64, "max_batch_tokens": 1024, "max_wait_ms": 0.0, "max_queue": 100, **limits}
+    return Batcher(run_model, **settings)
+
+
+def _run(coroutine):
+    return asyncio.run(asyncio.wait_for(coroutine, timeout=60))
+
+
+def test_logits_are_those_of_the_model_in_input_order(clf):
+    texts = ["a much longer text than the others, with many more tokens in it", "short", "mid sized text"]
+
+    async def main():
+        batcher = _batcher(clf, [])
+        batcher.start()
+        logits, queued, in_model = await batcher.submit(clf.tokenizer.encode(texts), time.perf_counter() + FAR)
+        await batcher.stop()
+        return logits, queued, in_model
+
+    logits, queued, in_model = _run(main())
+    expected = np.stack([clf.infer(clf.tokenize(t))[0] for t in texts])
+    np.testing.assert_array_equal(logits, expected)  # float variant: the same bits however batched
+    assert queued >= 0 and in_model > 0
+
+
+def test_a_lone_request_does_not_wait_for_company(clf):
+    async def main():
+        batcher = _batcher(clf, [], max_wait_ms=5000.0)
+        batcher.start()
+        started = time.perf_counter()
+        await batcher.submit(clf.tokenizer.encode(["alone"]), time.perf_counter() + FAR)
+        elapsed = time.perf_counter() - started
+        await batcher.stop()
+        return elapsed
+
+    assert _run(main()) < 2.5  # the 5 s wait is only for texts arriving while a batch runs
+
+
+def test_texts_queued_together_share_a_model_call(clf):
+    calls: list = []
+
+    async def main():
+        batcher = _batcher(clf, calls)
+        deadline = time.perf_counter() + FAR
+        jobs = [asyncio.ensure_future(batcher.submit(clf.tokenizer.encode([f"text {i}"]), deadline))
+                for i in range(10)]
+        await asyncio.sleep(0)  # all ten are queued before the batcher starts
+        batcher.start()
+        await asyncio.gather(*jobs)
+        await batcher.stop()
+
+    _run(main())
+    assert calls == [10]
+
+
+def test_a_full_queue_refuses_and_a_late_text_is_never_run(clf):
+    calls: list = []
+
+    async def main():
+        batcher = _batcher(clf, calls, max_queue=2)
+        with pytest.raises(Overloaded, match="queue limit of 2"):
+            await batcher.submit(clf.tokenizer.encode(["a", "b", "c"]), time.perf_counter() + FAR)
+        batcher.start()
+        with pytest.raises(Expired):
+            await batcher.submit(clf.tokenizer.encode(["late"]), time.perf_counter() - 1)
+        await batcher.stop()
+
+    _run(main())
+    assert calls == []
+
+
+def test_a_failing_batch_fails_its_requests_and_the_batcher_goes_on(clf):
+    async def main():
+        failing = {"on": True}
+
+        def run_model(encodings):
+            if failing["on"]:
+                raise RuntimeError("model exploded")
+            return clf.model(clf.tokenizer.collate(encodings))
+
+        batcher = Batcher(run_model, 64, 1024, 0.0, 100)
+        batcher.start()
+        with pytest.raises(RuntimeError, match="model exploded"):
+            await batcher.submit(clf.tokenizer.encode(["x"]), time.perf_counter() + FAR)
+        failing["on"] = False
+        logits, _, _ = await batcher.submit(clf.tokenizer.encode(["y"]), time.perf_counter() + FAR)
+        await batcher.stop()
+        return logits
+
+    assert _run(main()).shape == (1, 3)
+
+
+def test_spinning_off_computes_the_same(bert_bundle, clf):
+    spinning = TextClassifier.load(bert_bundle, variant="optimized", threads=1)
+    assert spinning("some text", top_k=None) == clf("some text", top_k=None)
