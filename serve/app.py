@@ -6,7 +6,8 @@
     app = create_app(TextClassifier.load(), ServeConfig(max_queue=1024))   # mount it, or: ortpipe serve
 
 Routes: ``POST /predict`` (also ``/`` and ``/invocations``), ``GET /health``,
-``/ready``, ``/info``, ``/metrics`` and FastAPI's ``/docs``. Every answer
+``/ready``, ``/info``, ``/metrics`` and ``/docs`` (Swagger UI, its files served
+by the app itself). Every answer
 carries ``x-request-id`` and TEI's ``x-queue-time``, ``x-tokenization-time``
 and ``x-inference-time`` (milliseconds); every refusal is a JSON
 ``{"error", "error_type"}`` with the status of :mod:`ortpipe.serve.protocol`.
@@ -22,6 +23,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 
 from ortpipe.runtime.classifier import TextClassifier
 from ortpipe.runtime.errors import InputError
@@ -100,7 +102,7 @@ def create_app(clf: TextClassifier, config: ServeConfig = ServeConfig()) -> Fast
     metrics_holder: dict = {}
     batcher = Batcher(run_model, config.max_batch_size, config.max_batch_tokens, config.max_wait_ms,
                       config.max_queue, on_batch=lambda stats: metrics_holder["m"].batch(stats),
-                      on_dropped=lambda reason: metrics_holder["m"].rejections.labels(reason).inc())
+                      on_dropped=lambda reason: metrics_holder["m"].dropped_texts.labels(reason).inc())
     metrics = metrics_holder["m"] = ServerMetrics(lambda: batcher.depth)
 
     @asynccontextmanager
@@ -112,8 +114,10 @@ def create_app(clf: TextClassifier, config: ServeConfig = ServeConfig()) -> Fast
         state["ready"] = False
         await batcher.stop()
 
-    app = FastAPI(title="ortpipe", version=manifest.library_versions.get("ortpipe", "0"), lifespan=lifespan,
-                  description=f"Text classification with {manifest.source_model} ({clf.variant}, {clf.provider}).")
+    # FastAPIOffline: /docs with Swagger UI served from the package, not a CDN (it works without internet)
+    app = FastAPIOffline(title="ortpipe", version=manifest.library_versions.get("ortpipe", "0"), lifespan=lifespan,
+                         description=f"Text classification with {manifest.source_model} "
+                                     f"({clf.variant}, {clf.provider}).")
     app.state.ortpipe = state
 
     async def predict(request: Request) -> Response:
@@ -149,8 +153,10 @@ def create_app(clf: TextClassifier, config: ServeConfig = ServeConfig()) -> Fast
             metrics.rejections.labels("overloaded").inc()
         except Expired as exc:
             status, payload, extra = 504, {"error": str(exc), "error_type": "timeout"}, {}
-        except _ClientGone:
+            metrics.rejections.labels("timeout").inc()
+        except _ClientGone:  # its texts still queued are dropped unrun (ortpipe_dropped_texts)
             status, payload, extra = 499, {"error": "client disconnected", "error_type": "disconnected"}, {}
+            metrics.rejections.labels("disconnected").inc()
         except Exception as exc:  # the model failed on this batch; the server goes on
             status, payload = 500, {"error": f"{type(exc).__name__}: {exc}", "error_type": "backend"}
             extra = {}

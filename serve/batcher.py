@@ -158,7 +158,14 @@ class Batcher:
 
     def _run(self, pending: list[_Pending], loop: asyncio.AbstractEventLoop) -> None:
         """In the worker thread: the one batching loop over ``pending``, results sent back per batch."""
-        def run_batch(batch: list[_Pending]) -> list:
+        def run_batch(window_batch: list[_Pending]) -> list:
+            # a client may have left since the window was taken: its texts are dropped here, unrun
+            # (reading done() from this thread is a benign race: at worst a text runs for nobody)
+            batch = [p for p in window_batch if not p.future.done()]
+            for _ in range(len(window_batch) - len(batch)):
+                self._on_dropped("disconnected")
+            if not batch:
+                return [None] * len(window_batch)
             started = time.perf_counter()
             for p in batch:
                 p.started_at = started
@@ -168,13 +175,13 @@ class Batcher:
             except Exception as exc:  # the batch fails, the server goes on
                 for p in batch:
                     loop.call_soon_threadsafe(_settle, p.future, None, exc)
-                return [None] * len(batch)
+                return [None] * len(window_batch)
             lengths = [len(e.ids) for e in encodings]
             self._on_batch(BatchStats(len(batch), sum(lengths), max(lengths) * len(batch),
                                       time.perf_counter() - started))
             for p, row in zip(batch, logits):
                 loop.call_soon_threadsafe(_settle, p.future, row, None)
-            return [None] * len(batch)
+            return [None] * len(window_batch)
 
         run_in_batches(pending, [len(p.encoding.ids) for p in pending], self.max_batch_size, run_batch,
                        max_tokens=self.max_batch_tokens)

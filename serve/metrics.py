@@ -23,8 +23,10 @@ class ServerMetrics:
         self.requests = Counter("ortpipe_requests", "HTTP requests answered, by route and status",
                                 ["route", "status"], registry=r)
         self.texts = Counter("ortpipe_texts", "texts classified", registry=r)
-        self.rejections = Counter("ortpipe_rejections", "texts or requests refused or dropped, by reason",
+        self.rejections = Counter("ortpipe_rejections", "requests refused or given up, by reason",
                                   ["reason"], registry=r)
+        self.dropped_texts = Counter("ortpipe_dropped_texts", "texts taken off the queue unrun, by reason",
+                                     ["reason"], registry=r)
         self.queue_depth = Gauge("ortpipe_queue_depth", "texts queued or in the model", registry=r)
         self.queue_depth.set_function(queue_depth)
         self.batch_size = Histogram("ortpipe_batch_size", "texts per model call", buckets=_SIZE_BUCKETS,

@@ -94,6 +94,24 @@ def test_a_full_queue_refuses_and_a_late_text_is_never_run(clf):
     assert calls == []
 
 
+def test_texts_of_a_client_that_left_are_dropped_unrun(clf):
+    calls, dropped = [], []
+
+    async def main():
+        batcher = _batcher(clf, calls)
+        batcher._on_dropped = dropped.append
+        job = asyncio.ensure_future(batcher.submit(clf.tokenizer.encode(["a", "b", "c"]), time.perf_counter() + FAR))
+        await asyncio.sleep(0)  # queued
+        job.cancel()  # what the server does when the client disconnects
+        await asyncio.sleep(0)
+        batcher.start()
+        await asyncio.sleep(0.05)
+        await batcher.stop()
+
+    _run(main())
+    assert calls == [] and dropped == ["disconnected"] * 3
+
+
 def test_a_failing_batch_fails_its_requests_and_the_batcher_goes_on(clf):
     async def main():
         failing = {"on": True}
