@@ -150,6 +150,9 @@ class Batcher:
             self._in_model, self._arrived_while_running = len(batch), 0
             try:
                 await loop.run_in_executor(self._pool, self._run, batch, loop)
+            except Exception as exc:  # never let the batcher die: fail what this window still owes
+                for p in batch:
+                    _settle(p.future, None, exc)
             finally:
                 self._in_model = 0
             busy = self._arrived_while_running > 0
