@@ -56,3 +56,15 @@ def bundle_copy(bert_bundle, tmp_path) -> Path:
     target = tmp_path / "bundle"
     shutil.copytree(bert_bundle, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def default_bundle(tmp_path_factory):
+    """The default sentiment bundle rebuilt from the committed adapter: (manifest, path). Needs SST-2."""
+    from ortpipe.export.data import sst2_dir
+
+    if not (sst2_dir() / "test.tsv").is_file():
+        pytest.skip(f"SST-2 not found at {sst2_dir()}: the default bundle's accuracy cannot be checked")
+    from ortpipe.export.default_bundle import build_default_bundle
+
+    return build_default_bundle(tmp_path_factory.mktemp("default") / "bundle")

@@ -7,7 +7,6 @@ import shutil
 
 import pytest
 
-from ortpipe.export.data import sst2_dir
 from ortpipe.export.default_model import ADAPTER_DIR, WEIGHTS_FILE, training_card, verify_adapter
 from ortpipe.runtime import BundleError, IntegrityError, TextClassifier
 
@@ -36,16 +35,6 @@ def test_tampered_adapter_is_refused(tmp_path):
     (adapter / WEIGHTS_FILE).unlink()
     with pytest.raises(BundleError, match="is missing"):
         verify_adapter(adapter)
-
-
-@pytest.fixture(scope="module")
-def default_bundle(tmp_path_factory):
-    if not (sst2_dir() / "test.tsv").is_file():
-        pytest.skip(f"SST-2 not found at {sst2_dir()}: the default bundle's accuracy cannot be checked")
-    from ortpipe.export.default_bundle import build_default_bundle
-
-    manifest, path = build_default_bundle(tmp_path_factory.mktemp("default") / "bundle")
-    return manifest, path
 
 
 @pytest.mark.slow
