@@ -99,11 +99,10 @@ def create_app(clf: TextClassifier, config: ServeConfig = ServeConfig()) -> Fast
         return clf.model(clf.tokenizer.collate(encodings))
 
     state = {"ready": False, "draining": False}
-    metrics_holder: dict = {}
+    metrics = ServerMetrics(queue_depth=lambda: batcher.depth)
     batcher = Batcher(run_model, config.max_batch_size, config.max_batch_tokens, config.max_wait_ms,
-                      config.max_queue, on_batch=lambda stats: metrics_holder["m"].batch(stats),
-                      on_dropped=lambda reason: metrics_holder["m"].dropped_texts.labels(reason).inc())
-    metrics = metrics_holder["m"] = ServerMetrics(lambda: batcher.depth)
+                      config.max_queue, on_batch=metrics.batch,
+                      on_dropped=lambda reason: metrics.dropped_texts.labels(reason).inc())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -130,11 +129,12 @@ def create_app(clf: TextClassifier, config: ServeConfig = ServeConfig()) -> Fast
             parsed = parse_predict(body, manifest.problem_type, manifest.num_labels, config.max_client_batch)
             deadline = _deadline(request, config)
             started = time.perf_counter()
+            options = (parsed.items, parsed.truncate, parsed.truncation_direction)
             try:
-                encode = (clf.tokenizer.encode, parsed.items, parsed.truncate, parsed.truncation_direction)
-                # a few texts tokenize in microseconds: a thread hop would cost more than it spares the loop
-                encodings = encode[0](*encode[1:]) if len(parsed.items) <= INLINE_TOKENIZE else \
-                    await asyncio.to_thread(*encode)
+                if len(parsed.items) <= INLINE_TOKENIZE:  # microseconds: a thread hop would cost more
+                    encodings = clf.tokenizer.encode(*options)
+                else:
+                    encodings = await asyncio.to_thread(clf.tokenizer.encode, *options)
             except InputError as exc:
                 raise invalid(str(exc).replace("input[", "inputs[", 1)
                               .replace("pass truncation=True", 'send "truncate": true')) from None
