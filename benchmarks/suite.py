@@ -98,12 +98,14 @@ def run_bench(config: BenchConfig, step: Callable[[str], None] = lambda what: No
     data_file = config.data or sst2_dir() / "test.tsv"
     data = read_labelled_tsv(data_file, limit=config.throughput_limit) if data_file.is_file() else None
     step("machine limits: fp32 and int8 GEMM through ONNX Runtime")
-    limits = measure_limits(config.threads, seconds=0.5 if config.quick else 1.0)
+    limit_seconds = 0.5 if config.quick else 1.0
+    limits = measure_limits(config.threads, seconds=limit_seconds)
     work = UsefulWork(bundle, manifest, data.texts if data else None) if manifest.architecture else None
+    data_name = f"{data_file.parent.name}/{data_file.name} ({len(data)} sentences)" if data else None
     results: dict = {"machine": machine_info(config.threads), "limits": limits, "bundle": str(bundle),
                      "source_model": manifest.source_model,
                      "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
-                     "data": f"{data_file.parent.name}/{data_file.name} ({len(data)} sentences)" if data else None, "paths": {},
+                     "data": data_name, "paths": {},
                      "skipped": [] if cuda_available() else
                      [f"{name}: this ONNX Runtime has no CUDA execution provider" for name in GPU_PATH_NAMES]}
     seed_labels = None
@@ -128,11 +130,18 @@ def run_bench(config: BenchConfig, step: Callable[[str], None] = lambda what: No
                 figures["agreement_with_seed"] = workloads.agreement(labels, seed_labels)
         step(f"{name}: 8 texts of ~512 tokens")
         figures["long"] = workloads.long_inputs(path.many, 1 if config.quick else 3)
-        if work is not None:
-            figures["efficiency"] = work.of(figures, limits, path.precision)
+        figures["precision"] = path.precision
         results["paths"][name] = figures
         del path
         gc.collect()
+    # A limit is a best time: measured again after the paths and the better kept, so that noise during
+    # one measurement cannot make a path look faster than the hardware.
+    again = measure_limits(config.threads, seconds=limit_seconds)
+    for key in ("fp32_gflops", "int8_gops"):
+        limits[key] = max(limits[key], again[key])
+    if work is not None:
+        for figures in results["paths"].values():
+            figures["efficiency"] = work.of(figures, limits, figures["precision"])
     if config.cold_start:
         for name in config.paths:
             step(f"{name}: cold start and peak RSS (fresh process)")
