@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector,
+                               generate_latest)
 
 from ortpipe.serve.batcher import BatchStats
 
@@ -20,6 +20,7 @@ class ServerMetrics:
     def __init__(self, queue_depth):
         self.registry = CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, CPU seconds, open fds (Linux)
         self.requests = Counter("ortpipe_requests", "HTTP requests answered, by route and status",
                                 ["route", "status"], registry=r)
         self.texts = Counter("ortpipe_texts", "texts classified", registry=r)

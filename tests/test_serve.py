@@ -103,7 +103,8 @@ def test_health_ready_info_metrics_docs(server):
     assert info["variant"] == "optimized" and info["labels"] == ["LABEL_A", "LABEL_B", "LABEL_C"]
     assert info["limits"]["max_client_batch"] == 32 and info["limits"]["max_queue"] == 4096
     metrics = httpx.get(f"{server}/metrics").text
-    for name in ("ortpipe_requests_total", "ortpipe_queue_depth", "ortpipe_batch_size", "ortpipe_batch_tokens",
+    for name in ("process_resident_memory_bytes", "ortpipe_requests_total", "ortpipe_queue_depth",
+                 "ortpipe_batch_size", "ortpipe_batch_tokens",
                  "ortpipe_batch_padding_ratio", "ortpipe_queue_seconds", "ortpipe_tokenize_seconds",
                  "ortpipe_inference_seconds"):
         assert name in metrics
@@ -246,17 +247,27 @@ def test_a_client_that_leaves_is_accounted_for_and_the_server_goes_on(bert_bundl
         assert _post(url, {"inputs": "still serving"}).status_code == 200
 
 
-def test_sigterm_finishes_every_queued_request_then_exits_0(bert_bundle, tmp_path):
-    with running_server(bert_bundle, tmp_path, "--max-wait-ms", "300") as (url, process):
+def test_sigterm_finishes_every_request_in_flight_then_exits_0(bert_bundle, tmp_path):
+    """Five requests of 64 long texts each (one model call per text) are in flight when SIGTERM comes."""
+    heavy = {"inputs": ["word " * 200] * 64, "truncate": True}
+    with running_server(bert_bundle, tmp_path, "--max-batch-size", "1") as (url, process):
         async def in_flight():
-            async with httpx.AsyncClient(timeout=60) as client:
-                sent = [asyncio.ensure_future(client.post(f"{url}/predict", json={"inputs": TEXTS[i:i + 4]}))
-                        for i in range(0, 20, 4)]
-                await asyncio.sleep(0.1)  # all queued: the batcher waits 300 ms for more
-                process.send_signal(signal.SIGTERM)
-                return await asyncio.gather(*sent)
+            finished: list[float] = []
 
-        responses = asyncio.run(asyncio.wait_for(in_flight(), timeout=60))
+            async def one(client):
+                response = await client.post(f"{url}/predict", json=heavy)
+                finished.append(time.perf_counter())
+                return response
+
+            async with httpx.AsyncClient(timeout=60) as client:
+                sent = [asyncio.ensure_future(one(client)) for _ in range(5)]
+                await asyncio.sleep(0.05)
+                process.send_signal(signal.SIGTERM)
+                signalled = time.perf_counter()
+                return await asyncio.gather(*sent), finished, signalled
+
+        responses, finished, signalled = asyncio.run(asyncio.wait_for(in_flight(), timeout=60))
         assert [r.status_code for r in responses] == [200] * 5
-        assert all(len(r.json()) == 4 for r in responses)
+        assert all(len(r.json()) == 64 for r in responses)
+        assert min(finished) > signalled, "the requests were not in flight when SIGTERM came"
         assert process.wait(timeout=30) == 0
