@@ -24,23 +24,16 @@ import numpy as np
 
 from ortpipe.export.data import read_labelled_tsv
 from ortpipe.export.quantize import CANDIDATES, QuantSettings, quantize_int8
-from ortpipe.runtime.batching import run_in_batches
+from ortpipe.export.validate import logits_in_batches
 from ortpipe.runtime.inference import OnnxModel
 from ortpipe.runtime.machine import describe_machine
 from ortpipe.runtime.manifest import read_manifest
+from ortpipe.runtime.probes import compare
 from ortpipe.runtime.timing import median_ms
 from ortpipe.runtime.tokenize import TextTokenizer
 
 GATE_AGREEMENT = 0.98
 GATE_ACCURACY_DROP = 0.007
-
-
-def logits_in_batches(model: OnnxModel, tokenizer: TextTokenizer, texts: list[str], batch_size: int) -> np.ndarray:
-    """Logits in input order, batched by the runtime's own length-sorted loop."""
-    encodings = tokenizer.encode(texts)
-    rows = run_in_batches(encodings, [len(e.ids) for e in encodings], batch_size,
-                          lambda batch: list(model(tokenizer.collate(batch))))
-    return np.stack(rows)
 
 
 def calibration_feeds(tokenizer: TextTokenizer, path: Path, rows: int, input_names) -> list[dict]:
@@ -56,10 +49,8 @@ def calibration_feeds(tokenizer: TextTokenizer, path: Path, rows: int, input_nam
 
 
 def score(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> dict:
-    predicted = logits.argmax(-1)
-    return {"agreement": float((predicted == reference.argmax(-1)).mean()),
-            "max_abs_diff": float(np.abs(logits - reference).max()),
-            "accuracy": float((predicted == labels).mean())}
+    """Agreement and max |Δlogit| against the fp32 reference (as the probes compare), and accuracy."""
+    return {**compare(logits, reference), "accuracy": float((logits.argmax(-1) == labels).mean())}
 
 
 def timing(model: OnnxModel, tokenizer: TextTokenizer, texts: list[str]) -> dict:

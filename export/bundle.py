@@ -28,7 +28,7 @@ from ortpipe.export.validate import PROBE_TEXTS, accuracy, compare_with_onnx, co
 from ortpipe.runtime.inference import OnnxModel
 from ortpipe.runtime.machine import describe_machine
 from ortpipe.runtime.manifest import Manifest, Variant, sha256_of
-from ortpipe.runtime.probes import PROBES_FILE, ProbeGate, ProbeSet, probe_logits, run_probes
+from ortpipe.runtime.probes import PROBES_FILE, ProbeGate, ProbeSet, judge, probe_logits
 from ortpipe.runtime.timing import median_ms
 from ortpipe.runtime.tokenize import TextTokenizer
 from ortpipe.runtime.versions import library_versions
@@ -284,7 +284,7 @@ def _record_probes(name: str, candidate: _Candidate, tokenizer: TextTokenizer, p
     and an AVX2-only CPU, the 8-bit one by 0.38.
     """
     probes.outputs[name] = probe_logits(candidate.model, tokenizer, probes)
-    measured = run_probes(name, candidate.model, tokenizer, probes, None)
+    measured = judge(name, probes.outputs[name], probes, None)
     min_agreement = min(options.min_int8_agreement, measured.agreement)
     if candidate.details.get("method"):
         gate = ProbeGate(min_agreement, round(1.5 * measured.max_abs_diff + 0.05, 4), 0.05)

@@ -105,6 +105,15 @@ def compare_with_onnx(candidate: OnnxModel, reference: OnnxModel, tokenizer: Tex
     return Comparison(worst, agree / len(texts), len(texts), (batch_size,))
 
 
+def logits_in_batches(model: OnnxModel, tokenizer: TextTokenizer, texts: Sequence[str],
+                      batch_size: int = 32) -> np.ndarray:
+    """Logits of ``texts`` in input order, batched by the runtime's own loop (length-sorted)."""
+    encodings = tokenizer.encode(list(texts))
+    rows = run_in_batches(encodings, [len(e.ids) for e in encodings], batch_size,
+                          lambda batch: list(model(tokenizer.collate(batch))))
+    return np.stack(rows)
+
+
 def accuracy(model: OnnxModel, tokenizer: TextTokenizer, texts: Sequence[str], labels: Sequence[int],
              batch_size: int = 32) -> float:
     """Share of ``texts`` whose argmax label equals ``labels``.
@@ -112,7 +121,5 @@ def accuracy(model: OnnxModel, tokenizer: TextTokenizer, texts: Sequence[str], l
     Batched by the runtime's own loop (length-sorted, batch size 32), so the
     figure is what ``TextClassifier(texts, batch_size=32)`` would score.
     """
-    encodings = tokenizer.encode(list(texts))
-    predicted = run_in_batches(encodings, [len(e.ids) for e in encodings], batch_size,
-                               lambda batch: model(tokenizer.collate(batch)).argmax(-1).tolist())
-    return sum(int(p == gold) for p, gold in zip(predicted, labels)) / len(texts)
+    predicted = logits_in_batches(model, tokenizer, texts, batch_size).argmax(-1)
+    return float((predicted == np.asarray(labels)).mean())

@@ -134,7 +134,12 @@ def run_probes(variant: str, model, tokenizer, probes: ProbeSet, gate: ProbeGate
     """Run ``model`` on the probes alone and in batches of ``probes.batch_size``; judge by ``gate``."""
     start = time.perf_counter()
     outputs = probe_logits(model, tokenizer, probes)
-    elapsed = (time.perf_counter() - start) * 1000
+    return judge(variant, outputs, probes, gate, (time.perf_counter() - start) * 1000, machine_key)
+
+
+def judge(variant: str, outputs: dict[str, np.ndarray], probes: ProbeSet, gate: ProbeGate | None,
+          probe_ms: float | None = None, machine_key: str = "") -> ProbeReport:
+    """Hold a variant's probe logits (from :func:`probe_logits`) to ``gate``."""
     by_batch = {size: compare(logits, probes.logits) for size, logits in outputs.items()}
     own = probes.outputs.get(variant, {})
     for size, logits in outputs.items():
@@ -162,4 +167,4 @@ def run_probes(variant: str, model, tokenizer, probes: ProbeSet, gate: ProbeGate
                                 f"max |Δlogit| {worst:.3g} ≤ {gate.max_abs_diff:.3g}, drift from export "
                                 f"{drift:.2g} ≤ {gate.max_drift:.2g}")
     return ProbeReport(variant, passed, reason, agreement, worst, drift, by_batch,
-                       asdict(gate) if gate else {}, round(elapsed, 2), machine_key)
+                       asdict(gate) if gate else {}, None if probe_ms is None else round(probe_ms, 2), machine_key)
