@@ -17,6 +17,12 @@ from ortpipe.runtime.errors import BundleError, InputError
 
 TextInput = Union[str, tuple[str, str]]
 
+# Texts longer than max_length × this many characters are cut before they are
+# encoded (see TextTokenizer.bounded): a 100k-character text then costs what a
+# 512-token row costs. The margin keeps the cut's last word past the limit.
+CHARS_PER_TOKEN = 8
+CUT_MARGIN_TOKENS = 16
+
 
 @dataclass(frozen=True)
 class Encoded:
@@ -79,6 +85,41 @@ class TextTokenizer:
                     self._truncating[direction] = self._truncated_copy(direction, self.max_length)
         return self._truncating[direction]
 
+    def bounded(self, text: str, direction: str = "right", min_tokens: int = 0) -> str:
+        """The part of ``text`` that truncation could keep, cut at a whitespace.
+
+        A text over ``max_length × CHARS_PER_TOKEN`` characters is cut to a
+        prefix (``right``) or suffix (``left``) of that many characters, doubled
+        until its tokens exceed the limit by ``CUT_MARGIN_TOKENS``. Tokens are
+        only changed near the cut, beyond the limit, so the truncated encoding
+        is the full text's: checked in ``tests/test_tokenize.py``. ``min_tokens``
+        raises the bar (for a pair, the other text's length: which text is
+        longer decides how ``longest_first`` shares the limit).
+        """
+        budget = self.max_length * CHARS_PER_TOKEN
+        needed = max(self.max_length, min_tokens) + CUT_MARGIN_TOKENS
+        while len(text) > budget:
+            part = _cut(text, budget, direction)
+            if len(self._tokenizer.encode(part, add_special_tokens=False)) >= needed:
+                return part
+            budget *= 2
+        return text
+
+    def _bounded_items(self, texts: Sequence[TextInput], direction: str) -> list:
+        budget = self.max_length * CHARS_PER_TOKEN
+        items = list(texts)
+        for index, item in enumerate(items):
+            if isinstance(item, tuple):  # a pair: cut only when one text is long (two long ones go whole)
+                first, second = item
+                if (len(first) > budget) != (len(second) > budget):
+                    long_first = len(first) > budget
+                    other = len(self._tokenizer.encode(second if long_first else first, add_special_tokens=False))
+                    cut = self.bounded(first if long_first else second, direction, min_tokens=other)
+                    items[index] = (cut, second) if long_first else (first, cut)
+            elif len(item) > budget:
+                items[index] = self.bounded(item, direction)
+        return items
+
     def encode(self, texts: Sequence[TextInput], truncation: bool | None = None, direction: str = "right") -> list:
         """Tokenize texts (or ``(text, text_pair)`` tuples) without padding.
 
@@ -90,6 +131,8 @@ class TextTokenizer:
         """
         truncation = self.default_truncation if truncation is None else truncation
         tokenizer = self._truncating_tokenizer(direction) if truncation else self._tokenizer
+        if truncation:
+            texts = self._bounded_items(texts, direction)
         if len(texts) == 1:
             first = texts[0]
             encodings = [tokenizer.encode(*first) if isinstance(first, tuple) else tokenizer.encode(first)]
@@ -122,3 +165,13 @@ class TextTokenizer:
 
     def __call__(self, texts: Sequence[TextInput], truncation: bool | None = None) -> Encoded:
         return self.collate(self.encode(texts, truncation))
+
+
+def _cut(text: str, size: int, direction: str) -> str:
+    """The first (``right``) or last (``left``) ``size`` characters, ending at a whitespace when one is near."""
+    if direction == "left":
+        start = len(text) - size
+        space = next((i for i in range(start, start + size // 4) if text[i].isspace()), start)
+        return text[space:]
+    space = next((i for i in range(size, size - size // 4, -1) if text[i].isspace()), size)
+    return text[:space]
