@@ -15,9 +15,9 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
-def check_batch_size(batch_size: int) -> int:
+def check_batch_size(batch_size: int, name: str = "batch_size") -> int:
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+        raise InputError(f"{name} must be a positive int, got {batch_size!r}")
     return batch_size
 
 

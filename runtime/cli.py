@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from typing import Sequence
 
@@ -18,6 +19,17 @@ from ortpipe.runtime.errors import InputError, OrtpipeError
 
 # Modules that add their own subcommands; each imports its heavy libraries only when run.
 _COMMAND_MODULES = ("ortpipe.export.cli", "ortpipe.benchmarks.cli", "ortpipe.serve.cli")
+
+
+def add_memory_argument(parser) -> None:
+    """``--memory lean|fast|…`` (default ``$ORTPIPE_MEMORY`` or lean), for every command that loads a model."""
+    from ortpipe.runtime.memory import ALIASES, DEFAULT_MEMORY, SETTINGS
+
+    parser.add_argument("--memory", default=os.environ.get("ORTPIPE_MEMORY", DEFAULT_MEMORY),
+                        choices=(*sorted(ALIASES), *SETTINGS),
+                        help="ONNX Runtime memory: lean (default) caps a model call at 1024 padded tokens and "
+                             "gives back what a larger-than-usual batch took; fast keeps ONNX Runtime's arena "
+                             "at its largest batch and the caller's batches whole (env ORTPIPE_MEMORY)")
 
 
 def _add_classify(subparsers) -> None:
@@ -37,6 +49,7 @@ def _add_classify(subparsers) -> None:
                              "scores otherwise depend on batch neighbours)")
     parser.add_argument("--explain", action="store_true",
                         help="walk the four stages for each text: tokens, ids, logits, probabilities, prediction")
+    add_memory_argument(parser)
     parser.set_defaults(run=_run_classify)
 
 
@@ -50,13 +63,14 @@ def _add_doctor(subparsers) -> None:
     parser.add_argument("--provider", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    add_memory_argument(parser)
     parser.set_defaults(run=_run_doctor)
 
 
 def _run_doctor(args) -> int:
     from ortpipe.runtime.doctor import diagnose, format_report
 
-    report = diagnose(args.bundle, provider=args.provider, threads=args.threads)
+    report = diagnose(args.bundle, provider=args.provider, threads=args.threads, memory=args.memory)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 
@@ -115,7 +129,8 @@ def _run_classify(args) -> int:
     from ortpipe.runtime.classifier import TextClassifier
 
     texts = _read_texts(args)
-    clf = TextClassifier.load(args.bundle, variant=args.variant, provider=args.provider, threads=args.threads)
+    clf = TextClassifier.load(args.bundle, variant=args.variant, provider=args.provider, threads=args.threads,
+                              memory=args.memory)
     if args.explain:
         for text in texts:
             explain(clf, text)

@@ -99,7 +99,7 @@ def create_app(clf: TextClassifier, config: ServeConfig = ServeConfig()) -> Fast
         return clf.model(clf.tokenizer.collate(encodings))
 
     state = {"ready": False, "draining": False}
-    metrics = ServerMetrics(queue_depth=lambda: batcher.depth)
+    metrics = ServerMetrics(queue_depth=lambda: batcher.depth, memory=lambda: clf.memory)
     batcher = Batcher(run_model, config.max_batch_size, config.max_batch_tokens, config.max_wait_ms,
                       config.max_queue, on_batch=metrics.batch,
                       on_dropped=lambda reason: metrics.dropped_texts.labels(reason).inc())
@@ -183,7 +183,7 @@ def create_app(clf: TextClassifier, config: ServeConfig = ServeConfig()) -> Fast
         return {"bundle": str(clf.bundle.path), "source_model": manifest.source_model, "variant": clf.variant,
                 "provider": clf.provider, "labels": clf.labels, "problem_type": manifest.problem_type,
                 "max_input_length": manifest.max_length, "batch_invariant": clf.batch_invariant,
-                "limits": config.as_dict()}
+                "limits": config.as_dict(), "memory": clf.memory.as_dict()}
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def prometheus():

@@ -9,6 +9,7 @@ import threading
 from dataclasses import fields
 
 from ortpipe.runtime.errors import OrtpipeError
+from ortpipe.runtime.cli import add_memory_argument
 from ortpipe.serve.config import ServeConfig
 
 _HELP = {
@@ -34,6 +35,7 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--spinning", action="store_true",
                         help="let idle ONNX Runtime threads busy-wait between batches (off: they leave the "
                              "cores to the HTTP side)")
+    add_memory_argument(parser)
     try:
         defaults = {**ServeConfig().as_dict(), **ServeConfig.env_defaults()}
     except ValueError as exc:
@@ -60,7 +62,7 @@ def _run_serve(args) -> int:
     except ValueError as exc:
         raise OrtpipeError(str(exc)) from exc
     clf = TextClassifier.load(args.bundle, variant=args.variant, provider=args.provider, threads=args.threads,
-                              spinning=args.spinning)
+                              spinning=args.spinning, memory=args.memory)
     app = create_app(clf, config)
 
     class DrainingServer(uvicorn.Server):

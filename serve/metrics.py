@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector,
-                               generate_latest)
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info,
+                               ProcessCollector, generate_latest)
 
 from ortpipe.serve.batcher import BatchStats
 
@@ -17,10 +17,20 @@ class ServerMetrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, queue_depth):
+    def __init__(self, queue_depth, memory):
         self.registry = CollectorRegistry()
         r = self.registry
         ProcessCollector(registry=r)  # process_resident_memory_bytes, CPU seconds, open fds (Linux)
+        # ONNX Runtime's Python API has no allocator statistics (AllocatorGetStats is C only): what the
+        # arena can hold is shown by the largest batch it served and by how often it was given back
+        Info("ortpipe_memory", "ONNX Runtime memory setting in force", registry=r).info(
+            {"setting": memory().setting, "requested": memory().requested})
+        Gauge("ortpipe_arena_shrinks", "model calls after which the CPU arena gave back its free memory",
+              registry=r).set_function(lambda: memory().shrinks)
+        self.largest_batch_tokens = Gauge("ortpipe_largest_batch_tokens",
+                                          "padded tokens of the largest model call so far (what an arena keeps)",
+                                          registry=r)
+        self._largest = 0
         self.requests = Counter("ortpipe_requests", "HTTP requests answered, by route and status",
                                 ["route", "status"], registry=r)
         self.texts = Counter("ortpipe_texts", "texts classified", registry=r)
@@ -46,6 +56,9 @@ class ServerMetrics:
     def batch(self, stats: BatchStats) -> None:
         self.batch_size.observe(stats.size)
         self.batch_tokens.observe(stats.padded_tokens)
+        if stats.padded_tokens > self._largest:
+            self._largest = stats.padded_tokens
+            self.largest_batch_tokens.set(stats.padded_tokens)
         self.padding_ratio.observe(1 - stats.tokens / stats.padded_tokens)
         self.inference_seconds.observe(stats.seconds)
         self.texts.inc(stats.size)

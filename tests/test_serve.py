@@ -102,8 +102,11 @@ def test_health_ready_info_metrics_docs(server):
     info = httpx.get(f"{server}/info").json()
     assert info["variant"] == "optimized" and info["labels"] == ["LABEL_A", "LABEL_B", "LABEL_C"]
     assert info["limits"]["max_client_batch"] == 32 and info["limits"]["max_queue"] == 4096
+    assert info["memory"]["setting"] == "shrink" and info["memory"]["requested"] == "lean"
     metrics = httpx.get(f"{server}/metrics").text
-    for name in ("process_resident_memory_bytes", "ortpipe_requests_total", "ortpipe_queue_depth",
+    assert 'ortpipe_memory_info{requested="lean",setting="shrink"} 1.0' in metrics
+    for name in ("process_resident_memory_bytes", "ortpipe_arena_shrinks", "ortpipe_largest_batch_tokens",
+                 "ortpipe_requests_total", "ortpipe_queue_depth",
                  "ortpipe_batch_size", "ortpipe_batch_tokens",
                  "ortpipe_batch_padding_ratio", "ortpipe_queue_seconds", "ortpipe_tokenize_seconds",
                  "ortpipe_inference_seconds"):
