@@ -33,7 +33,12 @@ from ortpipe.runtime.timing import median_ms
 from ortpipe.runtime.tokenize import TextTokenizer
 from ortpipe.runtime.versions import library_versions
 
-VARIANT_FILES = {"fp32": "model.onnx", "optimized": "model.optimized.onnx", "int8": "model.int8.onnx"}
+VARIANT_FILES = {"fp32": "model.onnx", "optimized": "model.optimized.onnx", "int8": "model.int8.onnx",
+                 "fp16": "model.fp16.onnx"}
+# fp16 logits differ from fp32 by a few 1e-3 (measured on MiniLM: see README "GPU"); the probe gate allows
+# 0.05, and the export gate, where CUDA is at hand, asks the labels to agree on 99.5 % of the texts
+FP16_PROBE_MAX_ABS_DIFF = 0.05
+FP16_MIN_AGREEMENT = 0.995
 # The probes every machine runs at load: 16 texts of at most 32 tokens (up to 8 spread over the eval
 # set, then the built-in ones), one at a time and as one batch; about 60 ms for int8 on a 2-core Zen 4.
 PROBE_COUNT = 16
@@ -53,6 +58,7 @@ class BuildOptions:
     max_accuracy_drop: float = 0.007
     eval_data: Path | None = None
     eval_limit: int | None = None
+    fp16: bool = True
     opset: int | None = None
     threads: int | None = None
     notes: tuple[str, ...] = ()
@@ -125,7 +131,7 @@ def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildO
     if options.quantize not in (None, "int8"):
         raise ExportError(f"quantization {options.quantize!r} is not supported; use 'int8'")
     eval_set = read_labelled_tsv(options.eval_data, limit=options.eval_limit) if options.eval_data else None
-    steps = 4 + bool(options.optimize) + bool(options.quantize) + (eval_set is not None)
+    steps = 4 + bool(options.optimize) + bool(options.quantize) + options.fp16 + (eval_set is not None)
     progress = Progress(steps, echo)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-staging-", dir=out_dir.parent))
@@ -141,6 +147,9 @@ def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildO
         if options.quantize:
             progress.step("quantizing to dynamic int8")
             variants["int8"] = _int8_variant(source, staging, options, variants["fp32"].model, eval_set)
+        if options.fp16:
+            progress.step("converting the fused graph to float16 for CUDA")
+            variants["fp16"] = _fp16_variant(source, staging, options, variants["fp32"].model, eval_set)
         if eval_set is not None:
             progress.step(f"measuring accuracy on {len(eval_set)} labelled texts from {eval_set.path.name}")
             _score_accuracy(variants, source.tokenizer, eval_set, options.max_accuracy_drop)
@@ -153,10 +162,13 @@ def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildO
         machine = describe_machine()
         for name, candidate in variants.items():
             _record_probes(name, candidate, source.tokenizer, probes, options)
-            candidate.timing = _timings(candidate.model, source.tokenizer)
+            if candidate.model is not None and candidate.model.provider == "cpu":
+                candidate.timing = _timings(candidate.model, source.tokenizer)
             candidate.machine = machine
         probes.write(staging / PROBES_FILE)
-        eligible = [name for name, candidate in variants.items() if candidate.validation["passed"]]
+        # the manifest's default is the CPU one; on CUDA, load() prefers fp16 once it passes its probes there
+        eligible = [name for name, candidate in variants.items()
+                    if candidate.validation["passed"] and candidate.timing]
         default = min(eligible, key=lambda name: variants[name].timing["single_sentence_ms"])
 
         progress.step(f"writing the bundle to {out_dir}")
@@ -186,7 +198,7 @@ class _Source:
 class _Candidate:
     """One variant while the bundle is being built: its session, checks and timings."""
 
-    model: OnnxModel
+    model: OnnxModel | None  # None: a variant this machine cannot run (fp16 without CUDA)
     validation: dict
     details: dict = field(default_factory=dict)
     timing: dict = field(default_factory=dict)
@@ -258,6 +270,32 @@ def _int8_variant(source: _Source, staging: Path, options: BuildOptions, fp32: O
                       {**settings, "quantized_from": base.name})
 
 
+def _fp16_variant(source: _Source, staging: Path, options: BuildOptions, fp32: OnnxModel,
+                  eval_set: LabelledTexts | None) -> _Candidate:
+    """The GPU fusions in float16 (fp32 inputs and outputs), for the CUDA provider.
+
+    Validated here against fp32 when this machine has CUDA; else recorded as not
+    yet validated, and the probe check on the first CUDA machine that loads it
+    is its validation.
+    """
+    heads, hidden = attention_shape(source.torch_model.config)
+    fused = optimize_graph(source.graph.path, staging / VARIANT_FILES["fp16"], heads, hidden, float16=True)
+    details = {"precision": "float16", "io_types": "float32", "requires": "cuda", "fused_ops": fused.fused_ops}
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        return _Candidate(None, {"against": "fp32 onnx", "passed": False, "validated": False,
+                                 "reason": "not yet validated: the export machine has no CUDA; the probe check "
+                                           "on a CUDA machine validates it there",
+                                 "min_label_agreement": FP16_MIN_AGREEMENT}, details)
+    fp16 = OnnxModel(fused.path, provider="cuda")
+    texts = list(PROBE_TEXTS) + (eval_set.texts if eval_set else [])
+    check = compare_with_onnx(fp16, fp32, source.tokenizer, texts, 32)
+    return _Candidate(fp16, {"against": "fp32 onnx", "validated": True, "validated_with": "cuda",
+                             **check.as_dict(), "min_label_agreement": FP16_MIN_AGREEMENT,
+                             "passed": check.label_agreement >= FP16_MIN_AGREEMENT}, details)
+
+
 def _probe_set(source: _Source, fp32: OnnxModel, eval_set: LabelledTexts | None) -> ProbeSet:
     """The probe texts (a spread of the eval set, then the built-in ones; short ones only, so the
     check stays cheap) with their fp32 logits."""
@@ -283,10 +321,16 @@ def _record_probes(name: str, candidate: _Candidate, tokenizer: TextTokenizer, p
     0.05: measured, the portable int8 drifts by 0.0025 between an AVX-512 VNNI
     and an AVX2-only CPU, the 8-bit one by 0.38.
     """
+    if candidate.model is None:  # fp16 without CUDA: a gate without drift, nothing measured here
+        candidate.validation["probe_gate"] = asdict(ProbeGate(options.min_int8_agreement,
+                                                              FP16_PROBE_MAX_ABS_DIFF, None))
+        return
     probes.outputs[name] = probe_logits(candidate.model, tokenizer, probes)
     measured = judge(name, probes.outputs[name], probes, None)
     min_agreement = min(options.min_int8_agreement, measured.agreement)
-    if candidate.details.get("method"):
+    if candidate.details.get("precision") == "float16":
+        gate = ProbeGate(min_agreement, max(FP16_PROBE_MAX_ABS_DIFF, 2 * measured.max_abs_diff), 0.05)
+    elif candidate.details.get("method"):
         gate = ProbeGate(min_agreement, round(1.5 * measured.max_abs_diff + 0.05, 4), 0.05)
     else:
         gate = ProbeGate(min_agreement, max(10 * options.atol, 2 * measured.max_abs_diff), 10 * options.atol)
@@ -299,6 +343,8 @@ def _score_accuracy(variants: dict[str, _Candidate], tokenizer: TextTokenizer, e
                     max_drop: float) -> None:
     """Record every variant's accuracy; int8 fails its gate if it loses more than ``max_drop``."""
     for candidate in variants.values():
+        if candidate.model is None:
+            continue
         candidate.validation["accuracy"] = round(
             accuracy(candidate.model, tokenizer, eval_set.texts, eval_set.labels), 5)
         candidate.validation["accuracy_data"] = f"{eval_set.path.name} ({len(eval_set)} rows)"

@@ -33,6 +33,8 @@ def add_commands(subparsers) -> None:
                         help="skip ONNX Runtime's transformer fusions")
     export.add_argument("--quantize", default="int8", choices=("int8", "none"),
                         help="add a dynamic int8 variant (default) or not")
+    export.add_argument("--no-fp16", dest="fp16", action="store_false",
+                        help="skip the float16 variant for CUDA (validated at load on the first CUDA machine)")
     export.add_argument("--eval-data", type=Path,
                         help="labelled TSV (sentence<TAB>label) to measure each variant's accuracy on")
     export.add_argument("--atol", type=float, default=1e-4, help="max |Δlogit| against PyTorch (default 1e-4)")
@@ -61,7 +63,8 @@ def _run_export(args) -> int:
     from ortpipe.export.default_bundle import build_default_bundle, build_model_bundle
 
     options = BuildOptions(optimize=args.optimize, quantize=None if args.quantize == "none" else args.quantize,
-                           atol=args.atol, eval_data=args.eval_data, opset=args.opset, threads=args.threads)
+                           atol=args.atol, eval_data=args.eval_data, opset=args.opset, threads=args.threads,
+                           fp16=args.fp16)
     if args.model is None:
         manifest, out = build_default_bundle(args.out, options)
     else:
@@ -69,7 +72,7 @@ def _run_export(args) -> int:
             raise OrtpipeError("--out DIR is required when MODEL is given")
         manifest, out = build_model_bundle(args.model, args.out, options)
     summary = {name: {"file": v.file, **{k: v.validation[k] for k in
-                                         ("max_abs_diff", "label_agreement", "accuracy", "passed")
+                                         ("max_abs_diff", "label_agreement", "accuracy", "passed", "reason")
                                          if k in v.validation},
                       "single_sentence_ms": v.details.get("timing_cpu", {}).get("single_sentence_ms")}
                for name, v in manifest.variants.items()}

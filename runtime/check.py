@@ -97,6 +97,24 @@ def choose_variant(manifest: Manifest, default_report: ProbeReport | None) -> tu
                       f"{fallback!r} is the fastest float variant")
 
 
+def wants_fp16(manifest: Manifest, provider: str) -> bool:
+    """Whether ``load()`` should try the fp16 variant: the bundle has one and CUDA may be used here."""
+    if "fp16" not in manifest.variants or provider not in ("auto", "cuda"):
+        return False
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+def choose_cuda_variant(manifest: Manifest, fp16_report: ProbeReport) -> tuple[str, str]:
+    """On CUDA: fp16 once it passed its probes here, else the fastest float variant (int8 is a CPU format)."""
+    if fp16_report.passed:
+        return "fp16", f"'fp16' passed its probe check on this CUDA device: {fp16_report.reason}"
+    fallback = best_float_variant(manifest)
+    return fallback, (f"'fp16' failed its probe check on this CUDA device ({fp16_report.reason}); "
+                      f"{fallback!r} is the fastest float variant")
+
+
 def needs_check(bundle: Bundle) -> bool:
     """Whether the chosen variant computes differently from CPU to CPU (quantized ones do)."""
     return bundle.variant.quantized

@@ -19,12 +19,14 @@ import numpy as np
 
 from ortpipe.runtime.batching import check_batch_size, run_in_batches
 from ortpipe.runtime.bundle import Bundle, open_bundle
-from ortpipe.runtime.check import check_variant, choose_variant, fallback_message, log, needs_check
+from ortpipe.runtime.check import (check_variant, choose_cuda_variant, choose_variant, fallback_message, log,
+                                   needs_check, wants_fp16)
 from ortpipe.runtime.errors import InputError
 from ortpipe.runtime.inference import OnnxModel
 from ortpipe.runtime.inputs import normalize_inputs
 from ortpipe.runtime.machine import describe_machine, isa_summary
 from ortpipe.runtime.manifest import Manifest
+from ortpipe.runtime.memory import MemoryInfo
 from ortpipe.runtime.postprocess import apply_function, resolve_function
 from ortpipe.runtime.probes import ProbeReport
 from ortpipe.runtime.predict import best_label, check_top_k, top_labels
@@ -45,18 +47,21 @@ class TextClassifier:
 
     rejected: ProbeReport | None = None
 
-    def __init__(self, bundle: Bundle, provider: str = "auto", threads: int | None = None, spinning: bool = True):
+    def __init__(self, bundle: Bundle, provider: str = "auto", threads: int | None = None, spinning: bool = True,
+                 memory: str | None = None):
         self.bundle = bundle
         self.manifest: Manifest = bundle.manifest
         self.labels = self.manifest.labels
         self.tokenizer = TextTokenizer(bundle.tokenizer_path, self.manifest.max_length,
                                        self.manifest.pad_token_id)
-        self.model = OnnxModel(bundle.model_path, provider=provider, threads=threads, spinning=spinning)
+        self.model = OnnxModel(bundle.model_path, provider=provider, threads=threads, spinning=spinning,
+                                 memory=memory)
         self.provider = self.model.provider
 
     @classmethod
     def load(cls, path: str | Path | None = None, variant: str | None = None, provider: str = "auto",
-             threads: int | None = None, verify: bool = True, spinning: bool = True) -> "TextClassifier":
+             threads: int | None = None, verify: bool = True, spinning: bool = True,
+             memory: str | None = None) -> "TextClassifier":
         """Open a bundle and start an ONNX Runtime session on it.
 
         Args:
@@ -64,7 +69,9 @@ class TextClassifier:
             variant: ``fp32``, ``optimized``, ``int8`` or ``fp16``; None for the
                 manifest's default (the fastest one validated at export), kept
                 only if it passes its probe check on this machine when it is
-                quantized; else the best float variant, with a warning.
+                quantized; else the best float variant, with a warning. Where
+                CUDA is active, None means ``fp16`` once it passes its probe
+                check on that device, else the best float variant.
             provider: ``"auto"`` (CUDA if it really activates, else CPU),
                 ``"cpu"`` or ``"cuda"`` (an error if CUDA cannot be activated).
             threads: ONNX Runtime intra-op threads; None lets it decide.
@@ -72,12 +79,20 @@ class TextClassifier:
             spinning: let idle ONNX Runtime threads busy-wait between calls (fastest
                 in a loop of calls; ``ortpipe serve`` turns it off to leave the cores
                 to the event loop between batches).
+            memory: ``"lean"`` (default: ONNX Runtime's arena gives back what a
+                larger-than-usual batch took) or ``"fast"`` (ONNX Runtime's default
+                arena, which keeps its largest batch); see :mod:`.memory`.
 
         Raises:
             BundleError, IntegrityError, ProviderError: see :mod:`ortpipe.runtime.errors`.
         """
         bundle = open_bundle(path, variant, verify)
-        clf = cls(bundle, provider=provider, threads=threads, spinning=spinning)
+        options = {"provider": provider, "threads": threads, "spinning": spinning, "memory": memory}
+        if variant is None and wants_fp16(bundle.manifest, provider):
+            on_cuda = cls._load_on_cuda(bundle, verify, options)
+            if on_cuda is not None:
+                return on_cuda
+        clf = cls(bundle, **options)
         if variant is not None or not needs_check(bundle):
             return clf
         report = clf.check()
@@ -85,7 +100,25 @@ class TextClassifier:
         if fallback == bundle.variant.name:
             return clf
         log.warning(fallback_message(bundle, report, fallback, isa_summary(describe_machine())))
-        clf = cls(bundle.with_variant(fallback, verify), provider=provider, threads=threads, spinning=spinning)
+        clf = cls(bundle.with_variant(fallback, verify), **options)
+        clf.rejected = report
+        return clf
+
+    @classmethod
+    def _load_on_cuda(cls, bundle: Bundle, verify: bool, options: dict) -> "TextClassifier | None":
+        """fp16 if CUDA really activates and it passes its probes there, else the best float variant on CUDA.
+
+        None when ONNX Runtime did not activate CUDA (``provider="auto"``): the CPU choice applies.
+        """
+        fp16 = cls(bundle.with_variant("fp16", verify), **options)
+        if fp16.provider != "cuda":
+            return None
+        report = fp16.check()
+        chosen, why = choose_cuda_variant(bundle.manifest, report)
+        if chosen == "fp16":
+            return fp16
+        log.warning(f"ortpipe: bundle {bundle.path}: {why}. Pass variant='fp16' to load it anyway.")
+        clf = cls(bundle.with_variant(chosen, verify), **options)
         clf.rejected = report
         return clf
 
@@ -100,6 +133,11 @@ class TextClassifier:
     @property
     def variant(self) -> str:
         return self.bundle.variant.name
+
+    @property
+    def memory(self) -> MemoryInfo:
+        """The ONNX Runtime memory setting in force (``memory=`` of :meth:`load`)."""
+        return self.model.memory
 
     @property
     def batch_invariant(self) -> bool:
@@ -149,7 +187,7 @@ class TextClassifier:
 
     def __call__(self, inputs: str | dict | Sequence[str | dict], top_k: int | None = _UNSET,
                  function_to_apply: str | None = None, batch_size: int | None = None,
-                 truncation: bool = True, sort_by_length: bool = True) -> list:
+                 truncation: bool = True, sort_by_length: bool = True, max_batch_tokens: int | None = _UNSET) -> list:
         """Classify texts; arguments and output shapes follow ``transformers.pipeline``.
 
         Args:
@@ -161,6 +199,9 @@ class TextClassifier:
                 (32, or 1 for dynamic int8 whose scores depend on batch neighbours).
             truncation: cut texts to the model's limit (else longer ones are an error).
             sort_by_length: batch texts of similar length together (results keep input order).
+            max_batch_tokens: padded tokens (rows × longest row) per ONNX Runtime call at
+                most; unset: 1024 with ``memory="lean"`` (what bounds the working memory),
+                none with ``"fast"``; None: no cap.
 
         Returns:
             As the pipeline: ``[{'label', 'score'}]`` for a str; a dict for one
@@ -181,8 +222,12 @@ class TextClassifier:
             scores = apply_function(self.model(self.tokenizer.collate(batch)), function)
             return best_label(scores, self.labels) if legacy else top_labels(scores, self.labels, top_k)
 
+        if max_batch_tokens is _UNSET:
+            max_batch_tokens = self.memory.max_batch_tokens
+        elif max_batch_tokens is not None:
+            check_batch_size(max_batch_tokens, "max_batch_tokens")
         results = run_in_batches(encodings, [len(e.ids) for e in encodings], batch_size, classify,
-                                 sort_by_length)
+                                 sort_by_length, max_batch_tokens)
         if given.single:
             return [results[0]] if given.single_str and legacy else results[0]
         return results

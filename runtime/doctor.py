@@ -5,7 +5,9 @@
 
 For every variant: its probe check run here (agreement with the stored fp32
 logits, max |Δlogit|, drift from its export-time logits), its single-sentence
-latency here, and the variant ``TextClassifier.load`` would choose, with why.
+latency here, its node placement (on CUDA: the ops left on the CPU), the
+memory setting in force, and the variant ``TextClassifier.load`` would
+choose, with why.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ortpipe.runtime.bundle import open_bundle
-from ortpipe.runtime.check import choose_variant
+from ortpipe.runtime.check import choose_cuda_variant, choose_variant
 from ortpipe.runtime.classifier import TextClassifier
+from ortpipe.runtime.errors import BundleError
 from ortpipe.runtime.machine import describe_machine, isa_summary
 from ortpipe.runtime.timing import median_ms
 
@@ -26,15 +29,24 @@ def single_sentence_ms(clf: TextClassifier, repeats: int = 30) -> float:
     return median_ms(lambda: clf(LATENCY_TEXT), repeats, warmup=3)
 
 
-def diagnose(bundle_path: str | Path | None = None, provider: str = "auto", threads: int | None = None) -> dict:
-    """Check every variant of a bundle here; returns ``{machine, bundle, variants, chosen, why}``."""
+def diagnose(bundle_path: str | Path | None = None, provider: str = "auto", threads: int | None = None,
+             memory: str | None = None) -> dict:
+    """Check every variant of a bundle here; returns ``{machine, bundle, memory, variants, chosen, why}``."""
     machine = describe_machine(cuda=True)
     default = open_bundle(bundle_path)
     manifest = default.manifest
-    variants, default_report = {}, None
+    variants, default_report, reports, on_cuda, memory_in_force = {}, None, {}, False, None
     for name, variant in manifest.variants.items():
-        clf = TextClassifier(default.with_variant(name), provider=provider, threads=threads)
-        report = clf.check(refresh=True)
+        try:
+            clf = TextClassifier(default.with_variant(name), provider=provider, threads=threads, memory=memory)
+        except BundleError as exc:  # a variant file left out (as on the GPU machine) is one row, not the end
+            variants[name] = {"passed": False, "reason": str(exc), "quantized": variant.quantized,
+                              "probe_agreement": None, "max_abs_diff": None, "drift": None, "single_ms": None,
+                              "export_single_ms": None, "validated_on": None, "placement": {}, "provider": None}
+            continue
+        report = reports[name] = clf.check(refresh=True)
+        memory_in_force = clf.memory.as_dict()
+        on_cuda = on_cuda or clf.provider == "cuda"
         if name == manifest.default_variant and variant.quantized:
             default_report = report
         exported = variant.machine
@@ -44,10 +56,23 @@ def diagnose(bundle_path: str | Path | None = None, provider: str = "auto", thre
             "quantized": variant.quantized, "provider": clf.provider, "probe_ms": report.probe_ms,
             "export_single_ms": variant.details.get("timing_cpu", {}).get("single_sentence_ms"),
             "validated_on": isa_summary(exported) if exported else None,
+            "placement": clf.model.placement(),
         }
-    chosen, why = choose_variant(manifest, default_report)
-    return {"machine": machine, "bundle": str(default.path), "format_version": manifest.format_version,
+    if on_cuda and "fp16" in reports:
+        chosen, why = choose_cuda_variant(manifest, reports["fp16"])
+    else:
+        chosen, why = choose_variant(manifest, default_report)
+    return {"machine": machine, "bundle": str(default.path), "memory": memory_in_force,
+            "format_version": manifest.format_version,
             "default_variant": manifest.default_variant, "variants": variants, "chosen": chosen, "why": why}
+
+
+def off_device_ops(placement: dict, provider: str) -> str:
+    """For a CUDA session, the ops ONNX Runtime left on the CPU (each costs copies), e.g. ``"Shape ×2, Gather"``."""
+    if provider != "cuda":
+        return ""
+    on_cpu = placement.get("CPUExecutionProvider", {})
+    return ", ".join(f"{op} ×{n}" if n > 1 else op for op, n in sorted(on_cpu.items()))
 
 
 def format_report(report: dict) -> str:
@@ -62,6 +87,7 @@ def format_report(report: dict) -> str:
         f"int8 kernel  {kernel}",
         f"onnxruntime  {machine['onnxruntime']}, providers: {', '.join(machine['providers'])}",
         f"cuda device  {machine.get('cuda_device') or 'none'}",
+        f"memory       {(report['memory'] or {}).get('description', 'no variant could be loaded')}",
         f"bundle       {report['bundle']} (format {report['format_version']}, default {report['default_variant']!r})",
     ]
     places = {v["validated_on"] or "not recorded (older bundle)" for v in report["variants"].values()}
@@ -80,5 +106,8 @@ def format_report(report: dict) -> str:
                      + ("" if one_place else f"  {v['validated_on'] or 'not recorded'}"))
         if not v["passed"]:
             lines.append(f"{'':<10} why: {v['reason']}")
+        off_device = off_device_ops(v["placement"], v["provider"] or "")
+        if off_device:
+            lines.append(f"{'':<10} on the CPU, not CUDA: {off_device}")
     lines += ["", f"load() picks {report['chosen']!r}: {report['why']}"]
     return "\n".join(lines)

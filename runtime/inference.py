@@ -8,11 +8,14 @@ concurrent callers.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 from ortpipe.runtime.errors import BundleError, InferenceError, InputError
+from ortpipe.runtime.memory import (DEFAULT_MEMORY, MemoryInfo, ShrinkPolicy, batch_token_cap, configure_session,
+                                    resolve_memory)
 from ortpipe.runtime.providers import check_activated, requested_providers
 from ortpipe.runtime.tokenize import Encoded
 
@@ -30,15 +33,20 @@ class OnnxModel:
         spinning: let idle ONNX Runtime threads busy-wait for the next call (the
             fastest for back-to-back calls in one process); False where other work
             needs the cores between calls, as in a server.
+        memory: ``"lean"`` (default), ``"fast"`` or a setting of :mod:`.memory`.
     """
 
-    def __init__(self, path: Path, provider: str = "auto", threads: int | None = None, spinning: bool = True):
+    def __init__(self, path: Path, provider: str = "auto", threads: int | None = None, spinning: bool = True,
+                 memory: str | None = None):
         import onnxruntime as ort
 
+        setting = resolve_memory(memory)
         requested = requested_providers(provider, ort.get_available_providers())
         options = ort.SessionOptions()
+        configure_session(options, setting, ort)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        options.add_session_config_entry("session.record_ep_graph_assignment_info", "1")  # for placement()
         if not spinning:  # idle worker threads sleep instead of busy-waiting for the next call
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.add_session_config_entry("session.inter_op.allow_spinning", "0")
@@ -53,8 +61,11 @@ class OnnxModel:
         except Exception as exc:  # ORT raises its own Fail / InvalidProtobuf / RuntimeException
             raise BundleError(f"ONNX Runtime cannot load {path}: {type(exc).__name__}: "
                               f"{str(exc).strip()[:300]}") from exc
-        self.provider = check_activated(provider, self.session.get_providers())
+        self.provider = check_activated(provider, self.session.get_providers(), path)
         self.path = Path(path)
+        cap = batch_token_cap(memory) if self.provider == "cpu" else None  # GPUs want big batches
+        self._memory = MemoryInfo(setting, memory or DEFAULT_MEMORY, max_batch_tokens=cap)
+        self._shrink = ShrinkPolicy(ort, arena=setting == "shrink") if setting in ("shrink", "no-arena") else None
         self._inputs = []
         for node in self.session.get_inputs():
             if node.name not in _KNOWN_INPUTS:
@@ -67,8 +78,40 @@ class OnnxModel:
         self.input_names = tuple(name for name, _ in self._inputs)
 
     @property
+    def memory(self) -> MemoryInfo:
+        """The memory setting in force, with how many batches gave the arena back so far."""
+        shrinks = self._shrink.shrinks if self._shrink else 0
+        return dataclasses.replace(self._memory, shrinks=shrinks)
+
+    @property
     def active_providers(self) -> list[str]:
         return self.session.get_providers()
+
+    def placement(self) -> dict[str, dict[str, int]]:
+        """Which execution provider runs which nodes: ``{provider: {op_type: count}}``.
+
+        On CUDA, ops left on the CPU cost a copy each way; ``ortpipe doctor``
+        lists them. Empty where ONNX Runtime cannot say (before 1.23).
+        """
+        try:
+            subgraphs = self.session.get_provider_graph_assignment_info()
+        except Exception:  # older ONNX Runtime: no such API, or the recording option unknown
+            return {}
+        placed: dict[str, dict[str, int]] = {}
+        for subgraph in subgraphs:
+            ops = placed.setdefault(subgraph.ep_name, {})
+            for node in subgraph.get_nodes():
+                ops[node.op_type] = ops.get(node.op_type, 0) + 1
+        return placed
+
+    def _run_bound(self, feed: dict[str, np.ndarray], run_options) -> np.ndarray:
+        """One CUDA run with IO binding: each input copied to the device once, the logits bound to host memory."""
+        binding = self.session.io_binding()
+        for name, array in feed.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(array))
+        binding.bind_output(self._output, "cpu")
+        self.session.run_with_iobinding(binding, run_options)
+        return binding.copy_outputs_to_cpu()[0]
 
     def feed(self, encoded: Encoded) -> dict[str, np.ndarray]:
         """The input dict for ``session.run``: only the graph's inputs, in its dtypes."""
@@ -82,10 +125,17 @@ class OnnxModel:
         """Run the graph; returns float32 logits of shape ``(batch, num_labels)``."""
         if len(encoded) == 0:
             raise InferenceError("cannot run the model on an empty batch")
+        large = self._shrink is not None and self._shrink.is_large(*encoded.input_ids.shape)
+        run_options = self._shrink.run_options if large else None
         try:
-            (logits,) = self.session.run([self._output], self.feed(encoded))
+            if self.provider == "cuda":
+                logits = self._run_bound(self.feed(encoded), run_options)
+            else:
+                (logits,) = self.session.run([self._output], self.feed(encoded), run_options)
         except Exception as exc:
             raise InferenceError(f"ONNX Runtime failed on a batch of shape {encoded.input_ids.shape} "
                                  f"with provider {self.provider}: {str(exc).strip()[:300]}") from exc
+        if large:
+            self._shrink.after_shrink()
         return logits.astype(np.float32, copy=False)
 

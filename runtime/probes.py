@@ -77,14 +77,15 @@ class ProbeGate:
 
     min_agreement: float
     max_abs_diff: float
-    max_drift: float
+    max_drift: float | None  # None: the variant never ran at export (fp16 without CUDA), nothing to drift from
 
     @classmethod
     def of(cls, validation: dict) -> "ProbeGate | None":
         gate = validation.get("probe_gate")
         if not gate:
             return None
-        return cls(float(gate["min_agreement"]), float(gate["max_abs_diff"]), float(gate["max_drift"]))
+        drift = gate.get("max_drift")
+        return cls(float(gate["min_agreement"]), float(gate["max_abs_diff"]), None if drift is None else float(drift))
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,10 @@ def judge(variant: str, outputs: dict[str, np.ndarray], probes: ProbeSet, gate: 
     elif worst > gate.max_abs_diff:
         passed, reason = False, (f"max |Δlogit| against the fp32 reference is {worst:.3g}, above the "
                                  f"{gate.max_abs_diff:.3g} allowed from where it was validated")
+    elif gate.max_drift is None:
+        passed, reason = True, (f"agrees with fp32 on {agreement:.2%} of {len(probes.texts)} probe texts, "
+                                f"max |Δlogit| {worst:.3g} ≤ {gate.max_abs_diff:.3g} (first validated here: "
+                                f"it never ran where it was exported)")
     elif drift is None:
         passed, reason = False, f"the probe file holds no export-time logits of {variant!r} to compare with"
     elif drift > gate.max_drift:

@@ -7,6 +7,8 @@ session, that is a :class:`ProviderError`.
 
 from __future__ import annotations
 
+import ctypes
+from pathlib import Path
 from typing import Sequence
 
 from ortpipe.runtime.errors import ProviderError
@@ -42,12 +44,33 @@ def requested_providers(provider: str, available: Sequence[str]) -> list[str]:
     return [cuda, cpu] if cuda in available else [cpu]
 
 
-def check_activated(provider: str, active: Sequence[str]) -> str:
+def cuda_library_error(library: str | Path | None = None) -> str | None:
+    """Why ONNX Runtime's CUDA provider library cannot load here, in the loader's words; None if it loads.
+
+    ONNX Runtime only logs this and goes on without CUDA. Loading the library
+    ourselves makes the dynamic loader name what is missing (for example
+    ``libcudnn.so.9: cannot open shared object file``).
+    """
+    if library is None:
+        import onnxruntime
+
+        library = Path(onnxruntime.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
+        if not library.exists():
+            return f"{library.name} is not installed (the CPU onnxruntime wheel has no CUDA provider)"
+    try:
+        ctypes.CDLL(str(library))
+    except OSError as exc:
+        return str(exc)
+    return None
+
+
+def check_activated(provider: str, active: Sequence[str], model_path: str | Path | None = None) -> str:
     """Name the provider a session really uses, and refuse a silent CUDA fallback.
 
     Args:
         provider: the user's choice (``"auto"``, ``"cpu"``, ``"cuda"``).
         active: ``session.get_providers()``.
+        model_path: the model, named in the error.
 
     Returns:
         ``"cuda"`` or ``"cpu"``.
@@ -56,8 +79,10 @@ def check_activated(provider: str, active: Sequence[str]) -> str:
     if cuda in active:
         return "cuda"
     if provider.lower() == "cuda":
+        reason = cuda_library_error()
         raise ProviderError(
-            "provider='cuda' was requested but ONNX Runtime could not activate CUDA for this session "
-            f"(active providers: {list(active)}). Check the CUDA and cuDNN libraries that "
-            "onnxruntime-gpu needs, or use provider='cpu'.")
+            "provider='cuda' was requested but ONNX Runtime could not activate CUDA for "
+            f"{model_path or 'this session'} (active providers: {list(active)}). "
+            + (f"The CUDA provider library does not load: {reason}. " if reason else "")
+            + "Check the CUDA 12/13 and cuDNN 9 libraries that onnxruntime-gpu needs, or use provider='cpu'.")
     return "cpu"

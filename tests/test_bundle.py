@@ -44,8 +44,8 @@ def test_manifest_naming_a_missing_variant_file(bundle_copy):
 
 
 def test_unknown_variant_lists_the_known_ones(bert_bundle):
-    with pytest.raises(BundleError, match=r"no variant 'fp16'; it has \['fp32', 'int8', 'optimized'\]"):
-        open_bundle(bert_bundle, "fp16")
+    with pytest.raises(BundleError, match=r"no variant 'bf16'; it has \['fp16', 'fp32', 'int8', 'optimized'\]"):
+        open_bundle(bert_bundle, "bf16")
 
 
 def test_missing_manifest(bundle_copy):
@@ -64,7 +64,7 @@ def test_manifest_that_is_not_json(bundle_copy):
     (lambda d: d.pop("id2label"), "'id2label' is missing"),
     (lambda d: d.update(max_length="512"), "'max_length' should be int"),
     (lambda d: d.update(format_version=99), "format version 99 is not supported"),
-    (lambda d: d.update(default_variant="fp16"), "default_variant 'fp16' is not among"),
+    (lambda d: d.update(default_variant="bf16"), "default_variant 'bf16' is not among"),
     (lambda d: d.update(problem_type="ranking"), "problem_type 'ranking'"),
     (lambda d: d.update(id2label={"0": "A", "2": "C"}), "id2label must map 0..N-1"),
 ])

@@ -9,7 +9,7 @@ import pytest
 
 from bundle_edits import edit_manifest, edit_probes, make_int8_the_default, negate_reference_logits
 from ortpipe.runtime import IntegrityError, TextClassifier, open_bundle, read_manifest
-from ortpipe.runtime.check import best_float_variant, cache_file, choose_variant
+from ortpipe.runtime.check import best_float_variant, cache_file, choose_cuda_variant, choose_variant, wants_fp16
 from ortpipe.runtime.machine import machine_key
 from ortpipe.runtime.probes import ProbeReport
 
@@ -95,7 +95,7 @@ def test_a_float_default_is_not_probed_at_load(bundle_copy):
 
 def test_best_float_variant_is_the_fastest_that_passed(bert_bundle):
     manifest = read_manifest(bert_bundle)
-    floats = {n: v for n, v in manifest.variants.items() if not v.quantized}
+    floats = {n: v for n, v in manifest.variants.items() if not v.quantized and n != "fp16"}
     fastest = min(floats, key=lambda n: floats[n].details["timing_cpu"]["single_sentence_ms"])
     assert best_float_variant(manifest) == fastest
 
@@ -106,3 +106,23 @@ def test_choose_variant_explains_itself(bert_bundle):
     failed = ProbeReport("int8", False, "some reason")
     chosen, why = choose_variant(manifest, failed)
     assert chosen == best_float_variant(manifest) and "some reason" in why
+
+
+def test_fp16_is_validated_by_its_first_run_here(bert_bundle):
+    clf = TextClassifier.load(bert_bundle, variant="fp16", provider="cpu")  # ONNX Runtime's CPU runs it too
+    report = clf.check()
+    assert report.passed and "first validated here" in report.reason and report.drift is None
+    assert report.max_abs_diff <= 0.05
+
+
+def test_without_cuda_load_never_picks_fp16(bert_bundle):
+    manifest = read_manifest(bert_bundle)
+    assert not wants_fp16(manifest, "auto")
+    assert TextClassifier.load(bert_bundle).variant == manifest.default_variant != "fp16"
+
+
+def test_on_cuda_fp16_is_chosen_once_it_passes_else_the_best_float(bert_bundle):
+    manifest = read_manifest(bert_bundle)
+    assert choose_cuda_variant(manifest, ProbeReport("fp16", True, "fine"))[0] == "fp16"
+    chosen, why = choose_cuda_variant(manifest, ProbeReport("fp16", False, "labels flipped"))
+    assert chosen == best_float_variant(manifest) and "labels flipped" in why

@@ -77,7 +77,7 @@ def test_export_needs_out_with_a_model(capsys):
 
 def test_export_writes_a_bundle(checkpoints, tmp_path, capsys):
     code, out, _ = _run(capsys, "export", str(checkpoints["distilbert"]), "--out", str(tmp_path / "b"),
-                        "--quantize", "none", "--no-optimize")
+                        "--quantize", "none", "--no-optimize", "--no-fp16")
     summary = json.loads(out)
     assert code == 0 and summary["default_variant"] == "fp32" and list(summary["variants"]) == ["fp32"]
     assert (tmp_path / "b" / "ortpipe.json").is_file()

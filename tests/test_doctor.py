@@ -18,10 +18,11 @@ def test_json_has_the_machine_every_variant_and_the_choice(bert_bundle, capsys):
     report = json.loads(out)
     assert code == 0
     assert isinstance(report["machine"]["isa"], list) and report["machine"]["cores"] >= 1
-    assert set(report["variants"]) == {"fp32", "optimized", "int8"}
+    assert set(report["variants"]) == {"fp32", "optimized", "int8", "fp16"}
     for variant in report["variants"].values():
-        assert {"probe_agreement", "max_abs_diff", "single_ms", "passed"} <= set(variant)
+        assert {"probe_agreement", "max_abs_diff", "single_ms", "passed", "placement"} <= set(variant)
         assert variant["passed"] is True and variant["single_ms"] > 0
+        assert set(variant["placement"]) == {"CPUExecutionProvider"}
     assert report["chosen"] == report["default_variant"]
 
 
@@ -37,10 +38,24 @@ def test_a_failing_default_is_reported_with_the_fallback(bundle_copy, capsys):
 def test_text_report_names_the_cpu_and_the_choice(bert_bundle, capsys):
     code, out = _doctor(capsys, "--bundle", str(bert_bundle))
     assert code == 0
-    for needle in ("machine ", "int8 kernel", "onnxruntime", "validated on", "load() picks"):
+    for needle in ("machine ", "int8 kernel", "onnxruntime", "validated on", "load() picks", "memory       shrink ('lean')"):
         assert needle in out
+
+
+def test_the_memory_setting_in_force_is_reported(bert_bundle, capsys):
+    code, out = _doctor(capsys, "--bundle", str(bert_bundle), "--json", "--memory", "fast")
+    memory = json.loads(out)["memory"]
+    assert code == 0 and memory["setting"] == "arena" and memory["max_batch_tokens"] is None
 
 
 def test_missing_bundle_is_one_line(tmp_path, capsys):
     code = main(["doctor", "--bundle", str(tmp_path / "nowhere")])
     assert code == 2 and "ortpipe: error: bundle folder" in capsys.readouterr().err
+
+
+def test_a_variant_file_left_out_is_one_row_not_the_end(bundle_copy, capsys):
+    (bundle_copy / "model.onnx").unlink()
+    code, out = _doctor(capsys, "--bundle", str(bundle_copy), "--json")
+    report = json.loads(out)
+    assert code == 0 and report["variants"]["fp32"]["passed"] is False
+    assert "missing" in report["variants"]["fp32"]["reason"] and report["variants"]["optimized"]["passed"]

@@ -45,12 +45,13 @@ def test_int8_variant_keeps_labels_close_to_pytorch(arch, checkpoints, bundles):
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_manifest_records_what_was_measured(arch, bundles):
     manifest = read_manifest(bundles[arch])
-    assert set(manifest.variants) == {"fp32", "optimized", "int8"}
-    assert manifest.default_variant in manifest.variants
+    assert set(manifest.variants) == {"fp32", "optimized", "int8", "fp16"}
+    assert manifest.default_variant in ("fp32", "optimized", "int8")  # the default is a CPU variant
     assert manifest.variants[manifest.default_variant].validation["passed"] is True
     for variant in manifest.variants.values():
         assert sha256_of(bundles[arch] / variant.file) == variant.sha256
-        assert "max_abs_diff" in variant.validation and "label_agreement" in variant.validation
+        if variant.name != "fp16":
+            assert "max_abs_diff" in variant.validation and "label_agreement" in variant.validation
     fp32 = manifest.variants["fp32"].validation
     assert fp32["against"] == "pytorch" and fp32["max_abs_diff"] <= 1e-4 and fp32["batch_sizes"] == [1, 3, 8]
     assert manifest.variants["optimized"].details["fused_ops"].get("Attention", 0) >= 1
@@ -75,6 +76,9 @@ def test_manifest_records_the_machine_probes_and_shape(arch, bundles):
         for key in ("arch", "cores", "onnxruntime", "int8_u8s8_saturates"):
             assert key in variant.machine
         gate = variant.validation["probe_gate"]
+        if variant.name == "fp16":  # never ran here: nothing measured, nothing to drift from
+            assert "probe" not in variant.validation and gate["max_drift"] is None
+            continue
         probe = variant.validation["probe"]
         assert gate["min_agreement"] == min(0.98, probe["agreement"])  # a variant can pass where it was made
         assert gate["max_abs_diff"] >= probe["max_abs_diff"] and gate["max_drift"] > 0
@@ -87,6 +91,21 @@ def test_manifest_records_the_machine_probes_and_shape(arch, bundles):
     int8 = manifest.variants["int8"].validation
     assert set(int8["by_batch_size"]) == {"1", "32"}
     assert int8["label_agreement"] == min(b["label_agreement"] for b in int8["by_batch_size"].values())
+
+
+def test_fp16_is_float16_inside_float32_outside_and_not_yet_validated(bert_bundle):
+    import onnx
+
+    manifest = read_manifest(bert_bundle)
+    fp16 = manifest.variants["fp16"]
+    assert fp16.validation["validated"] is False and fp16.validation["passed"] is False
+    assert "no CUDA" in fp16.validation["reason"] and fp16.details["requires"] == "cuda"
+    assert fp16.validation["probe_gate"] == {"min_agreement": 0.98, "max_abs_diff": 0.05, "max_drift": None}
+    graph = onnx.load(str(bert_bundle / fp16.file)).graph
+    weights = [w for w in graph.initializer if len(w.dims) == 2]
+    assert weights and all(w.data_type == onnx.TensorProto.FLOAT16 for w in weights)
+    assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert (bert_bundle / fp16.file).stat().st_size < 0.7 * (bert_bundle / "model.optimized.onnx").stat().st_size
 
 
 def test_graph_has_dynamic_batch_and_sequence_axes(bert_bundle):
@@ -124,6 +143,9 @@ def test_eval_data_records_accuracy(checkpoints, tmp_path):
     manifest = build_bundle(str(checkpoints["bert"]), tmp_path / "b", BuildOptions(eval_data=data),
                             echo=lambda line: None)
     for variant in manifest.variants.values():
+        if variant.name == "fp16":  # measured only where it can run, on CUDA
+            assert "accuracy" not in variant.validation
+            continue
         assert 0.0 <= variant.validation["accuracy"] <= 1.0
     assert "accuracy_drop" in manifest.variants["int8"].validation
     probes = json.loads((tmp_path / "b" / "probes.json").read_text())["texts"]

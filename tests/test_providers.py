@@ -6,7 +6,7 @@ import onnxruntime as ort
 import pytest
 
 from ortpipe.runtime import ProviderError, TextClassifier
-from ortpipe.runtime.providers import check_activated, requested_providers
+from ortpipe.runtime.providers import check_activated, cuda_library_error, requested_providers
 
 CUDA = "CUDAExecutionProvider"
 HAS_CUDA = CUDA in ort.get_available_providers()
@@ -55,3 +55,15 @@ def test_cuda_matches_cpu(bert_bundle):
     for a, b in zip(cpu(texts, top_k=None), cuda(texts, top_k=None)):
         assert [d["label"] for d in a] == [d["label"] for d in b]
         assert all(abs(x["score"] - y["score"]) < 1e-3 for x, y in zip(a, b))
+
+
+def test_a_cuda_library_that_cannot_load_is_named_in_the_loaders_words(tmp_path):
+    broken = tmp_path / "libonnxruntime_providers_cuda.so"
+    broken.write_bytes(b"not an ELF file")
+    assert "invalid ELF header" in cuda_library_error(broken) or "too short" in cuda_library_error(broken)
+    assert "cannot open shared object file" in cuda_library_error(tmp_path / "libmissing.so")
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="this ONNX Runtime has CUDA")
+def test_the_cpu_wheel_says_it_has_no_cuda_provider_library():
+    assert "is not installed" in cuda_library_error()
