@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 import os
 import sys
 import threading
@@ -156,7 +157,8 @@ def soak_server(args, texts: list[str]) -> dict:
         rss_after_load = sampler.now()
 
         def call(batch: list[str]) -> None:
-            response = client.post(f"{url}/predict", json={"inputs": batch})
+            # [[text], …]: a batch in TEI's form (a bare list of two strings would be one text pair)
+            response = client.post(f"{url}/predict", json={"inputs": [[text] for text in batch], "truncate": True})
             if response.status_code != 200:
                 raise RuntimeError(f"the server answered {response.status_code}: {response.text[:300]}")
 
@@ -179,7 +181,7 @@ def plot(runs: dict[str, dict], path: Path, title: str) -> None:
         axes.plot(np.array(times) / 60, rss, label=name)
     axes.set_xlabel("minutes")
     axes.set_ylabel("RSS (MB)")
-    axes.set_title(title, fontsize=9)
+    axes.set_title(textwrap.fill(title, 110), fontsize=8)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
@@ -208,7 +210,7 @@ def main(argv=None) -> int:
               "cores": machine["cores"], "onnxruntime": machine["onnxruntime"]}
     path = Path(args.json)
     path.write_text(json.dumps(report, indent=1))
-    plot({f"{args.target}, {run['variant']}, memory={run['memory']}": run}, path.with_suffix(".png"),
+    plot({f"{args.target}, {run['variant']}, memory={args.memory} ({run['memory']})": run}, path.with_suffix(".png"),
          f"{report['machine']}, {args.threads} threads, {report['date']}")
     print(json.dumps({k: v for k, v in report.items() if k != "rss_mb"}, indent=1))
     return 0

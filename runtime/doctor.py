@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ortpipe.runtime.bundle import open_bundle
+from ortpipe.runtime.bundle import default_bundle_dir, open_bundle
+from ortpipe.runtime.manifest import MANIFEST_NAME, read_manifest
 from ortpipe.runtime.check import choose_cuda_variant, choose_variant
 from ortpipe.runtime.classifier import TextClassifier
 from ortpipe.runtime.errors import BundleError
@@ -29,11 +30,26 @@ def single_sentence_ms(clf: TextClassifier, repeats: int = 30) -> float:
     return median_ms(lambda: clf(LATENCY_TEXT), repeats, warmup=3)
 
 
+def _open_any_variant(bundle_path: str | Path | None):
+    """The bundle with its default variant, or with the first variant whose file is there when that one is not."""
+    try:
+        return open_bundle(bundle_path)
+    except BundleError as missing:
+        path = Path(bundle_path) if bundle_path is not None else default_bundle_dir()
+        if not (path / MANIFEST_NAME).is_file():
+            raise
+        manifest = read_manifest(path)
+        for name, variant in manifest.variants.items():
+            if (path / variant.file).is_file():
+                return open_bundle(path, name)
+        raise missing
+
+
 def diagnose(bundle_path: str | Path | None = None, provider: str = "auto", threads: int | None = None,
              memory: str | None = None) -> dict:
     """Check every variant of a bundle here; returns ``{machine, bundle, memory, variants, chosen, why}``."""
     machine = describe_machine(cuda=True)
-    default = open_bundle(bundle_path)
+    default = _open_any_variant(bundle_path)
     manifest = default.manifest
     variants, default_report, reports, on_cuda, memory_in_force = {}, None, {}, False, None
     for name, variant in manifest.variants.items():
@@ -58,8 +74,11 @@ def diagnose(bundle_path: str | Path | None = None, provider: str = "auto", thre
             "validated_on": isa_summary(exported) if exported else None,
             "placement": clf.model.placement(),
         }
+    unloadable = variants[manifest.default_variant]["provider"] is None
     if on_cuda and "fp16" in reports:
         chosen, why = choose_cuda_variant(manifest, reports["fp16"])
+    elif unloadable:
+        chosen, why = None, f"nothing: load() without a variant fails here ({variants[manifest.default_variant]['reason']})"
     else:
         chosen, why = choose_variant(manifest, default_report)
     return {"machine": machine, "bundle": str(default.path), "memory": memory_in_force,
@@ -109,5 +128,6 @@ def format_report(report: dict) -> str:
         off_device = off_device_ops(v["placement"], v["provider"] or "")
         if off_device:
             lines.append(f"{'':<10} on the CPU, not CUDA: {off_device}")
-    lines += ["", f"load() picks {report['chosen']!r}: {report['why']}"]
+    picks = f"{report['chosen']!r}: " if report["chosen"] else ""
+    lines += ["", f"load() picks {picks}{report['why']}"]
     return "\n".join(lines)

@@ -59,3 +59,10 @@ def test_a_variant_file_left_out_is_one_row_not_the_end(bundle_copy, capsys):
     report = json.loads(out)
     assert code == 0 and report["variants"]["fp32"]["passed"] is False
     assert "missing" in report["variants"]["fp32"]["reason"] and report["variants"]["optimized"]["passed"]
+
+
+def test_a_missing_default_file_means_load_picks_nothing(bundle_copy, capsys):
+    manifest = json.loads((bundle_copy / "ortpipe.json").read_text())
+    (bundle_copy / manifest["variants"][manifest["default_variant"]]["file"]).unlink()
+    code, out = _doctor(capsys, "--bundle", str(bundle_copy))
+    assert code == 0 and "load() picks nothing: load() without a variant fails here" in out
