@@ -41,7 +41,23 @@ def _add_classify(subparsers) -> None:
     parser.add_argument("--variant", help="fp32, optimized, int8 … (default: the manifest's choice)")
     parser.add_argument("--provider", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
-    parser.add_argument("--file", help="read texts from this file, one per line")
+    parser.add_argument("--file", help="classify this file, streaming a chunk at a time: one text per line, CSV/TSV, "
+                                       "JSON Lines or Parquet (by extension or --format)")
+    parser.add_argument("--out", help="with --file: write here (.jsonl, .csv or .parquet; default JSON Lines on stdout)")
+    parser.add_argument("--format", dest="in_format", choices=("text", "csv", "tsv", "jsonl", "parquet"),
+                        help="--file's format (default: from its extension; else one text per line)")
+    parser.add_argument("--out-format", choices=("jsonl", "csv", "parquet"), help="default: from --out's extension")
+    parser.add_argument("--column", default="text", help="CSV/TSV/Parquet column holding the text (default text)")
+    parser.add_argument("--pair-column", help="column holding the second text of a pair")
+    parser.add_argument("--field", default="text", help="JSON Lines field holding the text (default text)")
+    parser.add_argument("--keep", nargs="+", metavar="COLUMN",
+                        help="input columns copied into each output row (default: the text, for a text file)")
+    parser.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                        help="a bad row (empty, not UTF-8, missing column) stops the run with its row number "
+                             "(raise), or is written with an error field (skip)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run into the same --out")
+    parser.add_argument("--chunk-rows", type=int, default=8192, help="rows per chunk (default 8192)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (it is shown only on a terminal)")
     parser.add_argument("--top-k", type=int, help="return the K best labels per text")
     parser.add_argument("--all-labels", action="store_true", help="return every label, best first")
     parser.add_argument("--batch-size", type=int,
@@ -75,29 +91,9 @@ def _run_doctor(args) -> int:
     return 0
 
 
-def _read_file(path: str) -> list[str]:
-    """Non-empty lines of a UTF-8 file; a line that is not UTF-8 is an error naming it."""
-    texts = []
-    try:
-        with open(path, "rb") as handle:
-            for line_no, raw in enumerate(handle, start=1):
-                try:
-                    line = raw.decode("utf-8").rstrip("\r\n")
-                except UnicodeDecodeError as exc:
-                    raise InputError(f"--file {path}, line {line_no}: not valid UTF-8 (byte "
-                                     f"0x{raw[exc.start]:02x} at byte {exc.start + 1} of the line)") from None
-                if line.strip():
-                    texts.append(line)
-    except OSError as exc:
-        raise InputError(f"cannot read --file {path}: {exc.strerror}") from exc
-    return texts
-
-
 def _read_texts(args) -> list[str]:
     if args.texts:
         return list(args.texts)
-    if args.file:
-        return _read_file(args.file)
     if sys.stdin is None or sys.stdin.isatty():
         raise InputError("no texts: give TEXT arguments, --file PATH, or pipe texts on stdin")
     return [line.rstrip("\n") for line in sys.stdin if line.strip()]
@@ -128,9 +124,13 @@ def explain(clf, text: str, out=None) -> dict:
 def _run_classify(args) -> int:
     from ortpipe.runtime.classifier import TextClassifier
 
-    texts = _read_texts(args)
+    if args.file and (args.texts or args.explain):
+        raise InputError("--file streams a file: give no TEXT arguments and no --explain with it")
+    texts = None if args.file else _read_texts(args)
     clf = TextClassifier.load(args.bundle, variant=args.variant, provider=args.provider, threads=args.threads,
                               memory=args.memory)
+    if args.file:
+        return _classify_file(clf, args)
     if args.explain:
         for text in texts:
             explain(clf, text)
@@ -141,6 +141,22 @@ def _run_classify(args) -> int:
     for text, result in zip(texts, results):
         record = {"text": text, **result} if isinstance(result, dict) else {"text": text, "labels": result}
         print(json.dumps(record, ensure_ascii=False))
+    return 0
+
+
+def _classify_file(clf, args) -> int:
+    from ortpipe.runtime.stream import classify_file
+
+    top_k = "all" if args.all_labels else args.top_k
+    report = classify_file(clf, args.file, args.out, in_format=args.in_format, out_format=args.out_format,
+                           column=args.column, pair_column=args.pair_column, field=args.field, keep=args.keep,
+                           on_error=args.on_error, resume=args.resume, chunk_rows=args.chunk_rows,
+                           batch_size=args.batch_size, top_k=top_k,
+                           progress=not args.quiet and sys.stderr.isatty())
+    if args.out:
+        resumed = f", after {report.resumed_after} rows done before" if report.resumed_after else ""
+        print(f"ortpipe: {report.rows} rows written to {args.out} ({report.errors} with an error){resumed}",
+              file=sys.stderr)
     return 0
 
 

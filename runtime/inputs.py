@@ -27,13 +27,21 @@ class Inputs:
     single_str: bool
 
 
-def _valid(text: str, where: str) -> str:
-    """``text`` if it encodes to UTF-8; else an InputError naming the first bad code point."""
+def unicode_problem(text: str) -> str | None:
+    """Why ``text`` is not valid Unicode (its first lone surrogate), or None."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise InputError(f"{where} is not valid Unicode: lone surrogate U+{ord(text[exc.start]):04X} at "
-                         f"character {exc.start} (decode bytes with errors='replace' to keep such text)") from None
+        return f"lone surrogate U+{ord(text[exc.start]):04X} at character {exc.start}"
+    return None
+
+
+def _valid(text: str, where: str) -> str:
+    """``text`` if it encodes to UTF-8; else an InputError naming the first bad code point."""
+    problem = unicode_problem(text)
+    if problem:
+        raise InputError(f"{where} is not valid Unicode: {problem} "
+                         "(decode bytes with errors='replace' to keep such text)")
     return text
 
 
