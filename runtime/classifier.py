@@ -200,7 +200,7 @@ class TextClassifier:
             truncation: cut texts to the model's limit (else longer ones are an error).
             sort_by_length: batch texts of similar length together (results keep input order).
             max_batch_tokens: padded tokens (rows × longest row) per ONNX Runtime call at
-                most; unset: 1024 with ``memory="lean"`` (what bounds the working memory),
+                most; unset: 512 with ``memory="lean"`` (what bounds the working memory),
                 none with ``"fast"``; None: no cap.
 
         Returns:

@@ -27,7 +27,7 @@ def add_memory_argument(parser) -> None:
 
     parser.add_argument("--memory", default=os.environ.get("ORTPIPE_MEMORY", DEFAULT_MEMORY),
                         choices=(*sorted(ALIASES), *SETTINGS),
-                        help="ONNX Runtime memory: lean (default) caps a model call at 1024 padded tokens and "
+                        help="ONNX Runtime memory: lean (default) caps a model call at 512 padded tokens and "
                              "gives back what a larger-than-usual batch took; fast keeps ONNX Runtime's arena "
                              "at its largest batch and the caller's batches whole (env ORTPIPE_MEMORY)")
 

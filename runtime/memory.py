@@ -11,7 +11,7 @@ long texts a process holds that batch's activations for good. The settings:
   batch larger than usual (run option ``memory.enable_memory_arena_shrinkage``).
 
 ``"lean"`` (the default) is ``"shrink"`` plus, on the CPU provider, a cap of
-1024 padded tokens per model call in ``TextClassifier.__call__`` (the server's
+512 padded tokens per model call in ``TextClassifier.__call__`` (the server's
 batcher has its own cap): the arena then only ever grows to what such a call
 needs. ``"fast"`` is ONNX Runtime's default arena with the caller's batches
 left whole (for GPUs, where big batches pay). Chosen by measurement
@@ -33,7 +33,7 @@ ALIASES = {"lean": "shrink", "fast": "arena"}
 DEFAULT_MEMORY = "lean"
 # "lean" also caps a model call at this many padded tokens (rows × longest row):
 # the arena then never grows past what such a call needs
-LEAN_BATCH_TOKENS = 1024
+LEAN_BATCH_TOKENS = 512
 
 # A batch is "larger than usual" when what its attention allocates (rows × length²)
 # is over SHRINK_FACTOR × the 90th percentile of the last 256 batches, and over
