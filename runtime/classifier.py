@@ -79,9 +79,10 @@ class TextClassifier:
             spinning: let idle ONNX Runtime threads busy-wait between calls (fastest
                 in a loop of calls; ``ortpipe serve`` turns it off to leave the cores
                 to the event loop between batches).
-            memory: ``"lean"`` (default: ONNX Runtime's arena gives back what a
-                larger-than-usual batch took) or ``"fast"`` (ONNX Runtime's default
-                arena, which keeps its largest batch); see :mod:`.memory`.
+            memory: ``"lean"`` (default: on the CPU, model calls of at most 512
+                padded tokens, and the arena gives back what a larger-than-usual
+                batch took) or ``"fast"`` (ONNX Runtime's default arena, which keeps
+                its largest batch, and the caller's batches whole); see :mod:`.memory`.
 
         Raises:
             BundleError, IntegrityError, ProviderError: see :mod:`ortpipe.runtime.errors`.

@@ -43,7 +43,8 @@ def _add_classify(subparsers) -> None:
     parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
     parser.add_argument("--file", help="classify this file, streaming a chunk at a time: one text per line, CSV/TSV, "
                                        "JSON Lines or Parquet (by extension or --format)")
-    parser.add_argument("--out", help="with --file: write here (.jsonl, .csv or .parquet; default JSON Lines on stdout)")
+    parser.add_argument("--out", help="with --file: write here (.jsonl, .csv or .parquet; default: JSON Lines "
+                                      "on stdout)")
     parser.add_argument("--format", dest="in_format", choices=("text", "csv", "tsv", "jsonl", "parquet"),
                         help="--file's format (default: from its extension; else one text per line)")
     parser.add_argument("--out-format", choices=("jsonl", "csv", "parquet"), help="default: from --out's extension")

@@ -78,7 +78,8 @@ def diagnose(bundle_path: str | Path | None = None, provider: str = "auto", thre
     if on_cuda and "fp16" in reports:
         chosen, why = choose_cuda_variant(manifest, reports["fp16"])
     elif unloadable:
-        chosen, why = None, f"nothing: load() without a variant fails here ({variants[manifest.default_variant]['reason']})"
+        reason = variants[manifest.default_variant]["reason"]
+        chosen, why = None, f"nothing: load() without a variant fails here ({reason})"
     else:
         chosen, why = choose_variant(manifest, default_report)
     return {"machine": machine, "bundle": str(default.path), "memory": memory_in_force,

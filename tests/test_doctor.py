@@ -38,7 +38,8 @@ def test_a_failing_default_is_reported_with_the_fallback(bundle_copy, capsys):
 def test_text_report_names_the_cpu_and_the_choice(bert_bundle, capsys):
     code, out = _doctor(capsys, "--bundle", str(bert_bundle))
     assert code == 0
-    for needle in ("machine ", "int8 kernel", "onnxruntime", "validated on", "load() picks", "memory       shrink ('lean')"):
+    for needle in ("machine ", "int8 kernel", "onnxruntime", "validated on", "load() picks",
+                   "memory       shrink ('lean')"):
         assert needle in out
 
 
