@@ -31,7 +31,7 @@ from ortpipe.runtime.machine import describe_machine, isa_summary
 
 LONG_SHARE = 0.05
 MAX_TEXTS = 64
-MB = 1024 * 1024
+MB = 1024 * 1024  # RSS figures are in MiB
 
 
 def soak_texts(data: Path | None) -> list[str]:
@@ -180,7 +180,7 @@ def plot(runs: dict[str, dict], path: Path, title: str) -> None:
         times, rss = zip(*run["rss_mb"])
         axes.plot(np.array(times) / 60, rss, label=name)
     axes.set_xlabel("minutes")
-    axes.set_ylabel("RSS (MB)")
+    axes.set_ylabel("RSS (MiB)")
     axes.set_title(textwrap.fill(title, 110), fontsize=8)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)

@@ -4,7 +4,8 @@ ONNX Runtime's CPU arena keeps every block it ever grew to: after one batch of
 long texts a process holds that batch's activations for good. The settings:
 
 - ``"arena"``: ONNX Runtime's default arena (grows by powers of two, never gives back).
-- ``"no-arena"``: every tensor from the system allocator (``enable_cpu_mem_arena = False``).
+- ``"no-arena"``: every tensor from the system allocator (``enable_cpu_mem_arena = False``),
+  the heap trimmed after a larger-than-usual batch.
 - ``"same-as-requested"``: the arena grows by exactly what is asked
   (``arena_extend_strategy = kSameAsRequested``, via a process-wide arena).
 - ``"shrink"``: the default arena, told to give back its free chunks after a
