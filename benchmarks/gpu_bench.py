@@ -63,12 +63,9 @@ def ortpipe_path(bundle: Path, variant: str, provider: str = "cuda"):
     clf = TextClassifier.load(bundle, variant=variant, provider=provider, memory="fast")
 
     def logits(texts: list[str], batch_size: int, sort: bool = False) -> np.ndarray:
-        from ortpipe.runtime.batching import run_in_batches
+        from ortpipe.export.validate import logits_in_batches
 
-        encodings = clf.tokenizer.encode(texts)
-        rows = run_in_batches(encodings, [len(e.ids) for e in encodings], batch_size,
-                              lambda batch: list(clf.model(clf.tokenizer.collate(batch))), sort)
-        return np.stack(rows)
+        return logits_in_batches(clf.model, clf.tokenizer, texts, batch_size, sort)
 
     return logits, clf
 

@@ -23,16 +23,10 @@ from typing import Callable
 
 from ortpipe.runtime.bundle import ortpipe_home
 from ortpipe.runtime.manifest import Manifest
+from ortpipe.runtime.providers import cuda_available
 
 PATH_NAMES = ("seed", "hf-pipeline", "optimum", "ortpipe-fp32", "ortpipe-optimized", "ortpipe-int8")
 GPU_PATH_NAMES = ("ortpipe-fp32-cuda", "ortpipe-optimized-cuda")
-
-
-def cuda_available() -> bool:
-    """Whether the installed ONNX Runtime has the CUDA execution provider."""
-    import onnxruntime as ort
-
-    return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
 def default_path_names() -> tuple[str, ...]:

@@ -29,6 +29,7 @@ from ortpipe.runtime.inference import OnnxModel
 from ortpipe.runtime.machine import describe_machine
 from ortpipe.runtime.manifest import Manifest, Variant, sha256_of
 from ortpipe.runtime.probes import PROBES_FILE, ProbeGate, ProbeSet, judge, probe_logits
+from ortpipe.runtime.providers import cuda_available
 from ortpipe.runtime.timing import median_ms
 from ortpipe.runtime.tokenize import TextTokenizer
 from ortpipe.runtime.versions import library_versions
@@ -281,9 +282,7 @@ def _fp16_variant(source: _Source, staging: Path, options: BuildOptions, fp32: O
     heads, hidden = attention_shape(source.torch_model.config)
     fused = optimize_graph(source.graph.path, staging / VARIANT_FILES["fp16"], heads, hidden, float16=True)
     details = {"precision": "float16", "io_types": "float32", "requires": "cuda", "fused_ops": fused.fused_ops}
-    import onnxruntime
-
-    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+    if not cuda_available():
         return _Candidate(None, {"against": "fp32 onnx", "passed": False, "validated": False,
                                  "reason": "not yet validated: the export machine has no CUDA; the probe check "
                                            "on a CUDA machine validates it there",

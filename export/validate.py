@@ -106,11 +106,11 @@ def compare_with_onnx(candidate: OnnxModel, reference: OnnxModel, tokenizer: Tex
 
 
 def logits_in_batches(model: OnnxModel, tokenizer: TextTokenizer, texts: Sequence[str],
-                      batch_size: int = 32) -> np.ndarray:
-    """Logits of ``texts`` in input order, batched by the runtime's own loop (length-sorted)."""
+                      batch_size: int = 32, sort_by_length: bool = True) -> np.ndarray:
+    """Logits of ``texts`` in input order, batched by the runtime's own loop (length-sorted unless told not)."""
     encodings = tokenizer.encode(list(texts))
     rows = run_in_batches(encodings, [len(e.ids) for e in encodings], batch_size,
-                          lambda batch: list(model(tokenizer.collate(batch))))
+                          lambda batch: list(model(tokenizer.collate(batch))), sort_by_length)
     return np.stack(rows)
 
 

@@ -20,6 +20,7 @@ from ortpipe.runtime.bundle import Bundle, ortpipe_home
 from ortpipe.runtime.machine import machine_key
 from ortpipe.runtime.manifest import Manifest
 from ortpipe.runtime.probes import ProbeGate, ProbeReport, ProbeSet, run_probes
+from ortpipe.runtime.providers import cuda_available
 
 log = logging.getLogger("ortpipe")
 
@@ -99,11 +100,7 @@ def choose_variant(manifest: Manifest, default_report: ProbeReport | None) -> tu
 
 def wants_fp16(manifest: Manifest, provider: str) -> bool:
     """Whether ``load()`` should try the fp16 variant: the bundle has one and CUDA may be used here."""
-    if "fp16" not in manifest.variants or provider not in ("auto", "cuda"):
-        return False
-    import onnxruntime
-
-    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    return "fp16" in manifest.variants and provider in ("auto", "cuda") and cuda_available()
 
 
 def choose_cuda_variant(manifest: Manifest, fp16_report: ProbeReport) -> tuple[str, str]:

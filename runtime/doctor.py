@@ -15,11 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ortpipe.runtime.bundle import default_bundle_dir, open_bundle
-from ortpipe.runtime.manifest import MANIFEST_NAME, read_manifest
 from ortpipe.runtime.check import choose_cuda_variant, choose_variant
 from ortpipe.runtime.classifier import TextClassifier
 from ortpipe.runtime.errors import BundleError
 from ortpipe.runtime.machine import describe_machine, isa_summary
+from ortpipe.runtime.manifest import MANIFEST_NAME, read_manifest
 from ortpipe.runtime.timing import median_ms
 
 LATENCY_TEXT = "This course is amazing!"

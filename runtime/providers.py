@@ -17,6 +17,13 @@ PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"
 PROVIDER_CHOICES = ("auto", "cpu", "cuda")
 
 
+def cuda_available() -> bool:
+    """Whether the installed ONNX Runtime has the CUDA execution provider (it may still fail to activate)."""
+    import onnxruntime
+
+    return PROVIDER_NAMES["cuda"] in onnxruntime.get_available_providers()
+
+
 def requested_providers(provider: str, available: Sequence[str]) -> list[str]:
     """The provider list to hand ONNX Runtime for a user's choice.
 

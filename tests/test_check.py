@@ -12,6 +12,7 @@ from ortpipe.runtime import IntegrityError, TextClassifier, open_bundle, read_ma
 from ortpipe.runtime.check import best_float_variant, cache_file, choose_cuda_variant, choose_variant, wants_fp16
 from ortpipe.runtime.machine import machine_key
 from ortpipe.runtime.probes import ProbeReport
+from ortpipe.runtime.providers import cuda_available
 
 
 @pytest.fixture
@@ -115,6 +116,7 @@ def test_fp16_is_validated_by_its_first_run_here(bert_bundle):
     assert report.max_abs_diff <= 0.05
 
 
+@pytest.mark.skipif(cuda_available(), reason="this ONNX Runtime has CUDA")
 def test_without_cuda_load_never_picks_fp16(bert_bundle):
     manifest = read_manifest(bert_bundle)
     assert not wants_fp16(manifest, "auto")

@@ -14,6 +14,7 @@ import pytest
 
 from ortpipe.runtime import TextClassifier, default_bundle_dir
 from ortpipe.runtime.probes import ProbeSet
+from ortpipe.runtime.providers import cuda_available
 
 pytestmark = pytest.mark.gpu
 
@@ -22,15 +23,9 @@ HEAVY_OPS = {"Attention", "MultiHeadAttention", "MatMul", "Gemm", "SkipLayerNorm
              "EmbedLayerNormalization", "FastGelu", "BiasGelu", "Gelu", "Softmax"}
 
 
-def _cuda_active() -> bool:
-    import onnxruntime
-
-    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-
-
 @pytest.fixture(scope="module")
 def gpu_bundle() -> Path:
-    if not _cuda_active():
+    if not cuda_available():
         pytest.skip("needs onnxruntime-gpu and a CUDA device (run benchmarks/gpu_check.sh on a GPU machine)")
     bundle = Path(os.environ.get("ORTPIPE_TEST_BUNDLE") or default_bundle_dir())
     if not (bundle / "model.fp16.onnx").is_file():
