@@ -43,8 +43,9 @@ def running_server(bundle: Path, home: Path, *flags: str):
 
 @pytest.fixture(scope="module")
 def server(bert_bundle, tmp_path_factory):
-    with running_server(bert_bundle, tmp_path_factory.mktemp("home"), "--max-client-batch", "32",
-                        "--max-body", "65536") as (url, _):
+    # the variant named, not left to the export's timing (which picks int8 or optimized by a hair on a tiny model)
+    with running_server(bert_bundle, tmp_path_factory.mktemp("home"), "--variant", "optimized",
+                        "--max-client-batch", "32", "--max-body", "65536") as (url, _):
         yield url
 
 
