@@ -19,6 +19,8 @@ from ortpipe.runtime.errors import InputError, OrtpipeError
 
 # Modules that add their own subcommands; each imports its heavy libraries only when run.
 _COMMAND_MODULES = ("ortpipe.export.cli", "ortpipe.benchmarks.cli", "ortpipe.serve.cli")
+# Where `--engine ray` is run from (it needs the ray extra).
+_RAY_CLI = "ortpipe.distributed.cli"
 
 
 def add_memory_argument(parser) -> None:
@@ -40,7 +42,8 @@ def _add_classify(subparsers) -> None:
     parser.add_argument("--bundle", help="bundle folder (default: the default bundle)")
     parser.add_argument("--variant", help="fp32, optimized, int8 … (default: the manifest's choice)")
     parser.add_argument("--provider", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (--engine ray: per actor, "
+                                                    "default 1)")
     parser.add_argument("--file", help="classify this file, streaming a chunk at a time: one text per line, CSV/TSV, "
                                        "JSON Lines or Parquet (by extension or --format)")
     parser.add_argument("--out", help="with --file: write here (.jsonl, .csv or .parquet; default: JSON Lines "
@@ -57,7 +60,15 @@ def _add_classify(subparsers) -> None:
                         help="a bad row (empty, not UTF-8, missing column) stops the run with its row number "
                              "(raise), or is written with an error field (skip)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run into the same --out")
-    parser.add_argument("--chunk-rows", type=int, default=8192, help="rows per chunk (default 8192)")
+    parser.add_argument("--chunk-rows", type=int, help="rows per chunk (default 8192; 2048 per actor call with "
+                                                       "--engine ray)")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="with --file: stream it here (local, default), or classify it on Ray Data into a "
+                             "folder of Parquet files (ray: pip install 'ortpipe[ray]')")
+    parser.add_argument("--address", help="--engine ray: the Ray cluster to join (auto, HOST:PORT); default: "
+                                          "start a local Ray")
+    parser.add_argument("--actors", type=int, help="--engine ray: classifier actors (default: one per --threads "
+                                                   "CPUs of the cluster, keeping one CPU free)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (it is shown only on a terminal)")
     parser.add_argument("--top-k", type=int, help="return the K best labels per text")
     parser.add_argument("--all-labels", action="store_true", help="return every label, best first")
@@ -127,6 +138,10 @@ def _run_classify(args) -> int:
 
     if args.file and (args.texts or args.explain):
         raise InputError("--file streams a file: give no TEXT arguments and no --explain with it")
+    if args.engine == "ray":
+        if not args.file or not args.out:
+            raise InputError("--engine ray classifies a --file into an --out folder of Parquet files: give both")
+        return importlib.import_module(_RAY_CLI).classify(args)
     texts = None if args.file else _read_texts(args)
     clf = TextClassifier.load(args.bundle, variant=args.variant, provider=args.provider, threads=args.threads,
                               memory=args.memory)
@@ -146,12 +161,12 @@ def _run_classify(args) -> int:
 
 
 def _classify_file(clf, args) -> int:
-    from ortpipe.runtime.stream import classify_file
+    from ortpipe.runtime.stream import CHUNK_ROWS, classify_file
 
     top_k = "all" if args.all_labels else args.top_k
     report = classify_file(clf, args.file, args.out, in_format=args.in_format, out_format=args.out_format,
                            column=args.column, pair_column=args.pair_column, field=args.field, keep=args.keep,
-                           on_error=args.on_error, resume=args.resume, chunk_rows=args.chunk_rows,
+                           on_error=args.on_error, resume=args.resume, chunk_rows=args.chunk_rows or CHUNK_ROWS,
                            batch_size=args.batch_size, top_k=top_k,
                            progress=not args.quiet and sys.stderr.isatty())
     if args.out:

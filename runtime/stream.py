@@ -84,6 +84,24 @@ def _text_rows(path: Path, keep: Sequence[str]) -> Iterator[Row]:
             yield Row(number, text, kept, None if text.strip() else f"line {number}: empty")
 
 
+def check_record(record: dict, column: str, pair_column: str | None = None) -> tuple[Any, str | None]:
+    """The text (or ``{"text", "text_pair"}``) that ``record`` holds, or what is wrong with it."""
+    text = record.get(column)
+    pair = record.get(pair_column) if pair_column else None
+    if text is None or (pair_column and pair is None):
+        problem = f"no value in {column if text is None else pair_column!r}"
+    elif not isinstance(text, str) or (pair_column and not isinstance(pair, str)):
+        problem = f"{column!r}{f' and {pair_column!r}' if pair_column else ''} must be text"
+    elif not text.strip():
+        problem = f"empty text in {column!r}"
+    else:
+        problem = unicode_problem(text) or (unicode_problem(pair) if pair_column else None)
+        problem = f"not valid Unicode: {problem}" if problem else None
+    if problem:
+        return None, problem
+    return ({"text": text, "text_pair": pair} if pair_column else text), None
+
+
 def _record_rows(records: Iterator[tuple[int, dict | None, str | None]], where: str, column: str,
                  pair_column: str | None, keep: Sequence[str]) -> Iterator[Row]:
     """Rows from ``(number, record, error)``: the text, its pair, the kept columns, or what is wrong."""
@@ -91,19 +109,8 @@ def _record_rows(records: Iterator[tuple[int, dict | None, str | None]], where: 
         if error is not None:
             yield Row(number, None, {}, f"{where} {number}: {error}")
             continue
+        item, problem = check_record(record, column, pair_column)
         kept = {name: record.get(name) for name in keep}
-        text = record.get(column)
-        pair = record.get(pair_column) if pair_column else None
-        if text is None or (pair_column and pair is None):
-            problem = f"no value in {column if text is None else pair_column!r}"
-        elif not isinstance(text, str) or (pair_column and not isinstance(pair, str)):
-            problem = f"{column!r}{f' and {pair_column!r}' if pair_column else ''} must be text"
-        elif not text.strip():
-            problem = f"empty text in {column!r}"
-        else:
-            problem = unicode_problem(text) or (unicode_problem(pair) if pair_column else None)
-            problem = f"not valid Unicode: {problem}" if problem else None
-        item = None if problem else ({"text": text, "text_pair": pair} if pair_column else text)
         yield Row(number, item, kept, None if problem is None else f"{where} {number}: {problem}")
 
 
@@ -200,27 +207,41 @@ class _Output:
                             for r in records)
 
 
+def output_columns(keep: Sequence[str], top_k: Any, numbered: bool = True) -> list[str]:
+    """The columns of an output row: ``row``, the kept ones, the prediction, ``error``."""
+    return [*(["row"] if numbered else []), *keep, *(["label", "score"] if top_k is None else ["labels"]), "error"]
+
+
+def parquet_schema(columns: Sequence[str]):
+    """Output rows as Arrow: ``row`` an int, ``score`` a float, everything else text."""
+    import pyarrow as pa
+
+    types = {"row": pa.int64(), "score": pa.float64()}
+    return pa.schema([(name, types.get(name, pa.string())) for name in columns])
+
+
+def parquet_table(records: list[dict], schema):
+    """Output records as one Arrow table of ``schema`` (kept columns as text, ``labels`` as JSON text)."""
+    import pyarrow as pa
+
+    text = [name for name in schema.names if name not in ("row", "score")]
+    rows = [{**{k: r.get(k) for k in schema.names}, **{k: _as_text(r.get(k)) for k in text}} for r in records]
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
 class _ParquetOutput:
     """Parquet row groups, one per chunk; kept columns as text, ``labels`` as JSON text."""
 
     def __init__(self, path: Path, columns: list[str]):
-        import pyarrow as pa
-
         _pyarrow_parquet()
-        types = {"row": pa.int64(), "score": pa.float64()}
-        self.schema = pa.schema([(name, types.get(name, pa.string())) for name in columns])
+        self.schema = parquet_schema(columns)
         self.path, self.writer = path, None
 
     def write(self, records: list[dict]) -> None:
-        import pyarrow as pa
-
         pq = _pyarrow_parquet()
-        text = [name for name in self.schema.names if name not in ("row", "score")]
-        rows = [{**{k: r.get(k) for k in self.schema.names},
-                 **{k: _as_text(r.get(k)) for k in text}} for r in records]
         if self.writer is None:
             self.writer = pq.ParquetWriter(self.path, self.schema)
-        self.writer.write_table(pa.Table.from_pylist(rows, schema=self.schema))
+        self.writer.write_table(parquet_table(records, self.schema))
 
     def close(self) -> None:
         if self.writer is not None:
@@ -285,7 +306,7 @@ def classify_file(clf, source: str | Path, out: str | Path | None = None, *, in_
     if resume and (out is None or ofmt == "parquet"):
         raise InputError("resume needs --out in JSON Lines or CSV (a Parquet file cut short has no footer)")
     rows = read_rows(source, fmt, column, pair_column, field, keep)
-    columns = ["row", *keep, *(["label", "score"] if top_k is None else ["labels"]), "error"]
+    columns = output_columns(keep, top_k)
     done, _ = _resume_point(Path(out)) if resume else (0, 0)
     kwargs = {} if top_k is None else {"top_k": None if top_k == "all" else top_k}
     bar = _progress_bar(Path(source), fmt, done) if progress else None
@@ -329,6 +350,19 @@ def _open_output(out, ofmt: str, columns: list[str], appending: bool):
     return _Output(handle, ofmt, columns, fresh=not appending), handle
 
 
+def classify_rows(clf, rows: Sequence[Row], batch_size: int | None = None, kwargs: dict | None = None,
+                  numbered: bool = True) -> list[dict]:
+    """Output records for ``rows`` in their order: the good ones classified in one call, the bad ones as errors."""
+    good = [row for row in rows if row.error is None]
+    results = iter(clf([row.item for row in good], batch_size=batch_size, **(kwargs or {}))) if good else iter(())
+    records = [_record(row, next(results)) if row.error is None else {"row": row.number, **row.kept, "error": row.error}
+               for row in rows]
+    if not numbered:
+        for record in records:
+            del record["row"]
+    return records
+
+
 def _write_chunk(clf, chunk: list[Row], sink, handle, out, on_error: str, batch_size, kwargs: dict, source) -> int:
     """Classify one chunk's good rows, write all its rows in order, record the progress; returns its bad rows."""
     bad = [row for row in chunk if row.error is not None]
@@ -337,11 +371,7 @@ def _write_chunk(clf, chunk: list[Row], sink, handle, out, on_error: str, batch_
         if good_before:  # what precedes the bad row is written, so nothing before it is lost
             _write_chunk(clf, good_before, sink, handle, out, on_error, batch_size, kwargs, source)
         raise InputError(f"{source}, {bad[0].error} (pass --on-error skip to write it as an error row)")
-    good = [row for row in chunk if row.error is None]
-    results = iter(clf([row.item for row in good], batch_size=batch_size, **kwargs)) if good else iter(())
-    records = [_record(row, next(results)) if row.error is None else
-               {"row": row.number, **row.kept, "error": row.error} for row in chunk]
-    sink.write(records)
+    sink.write(classify_rows(clf, chunk, batch_size, kwargs))
     if handle is not None:
         handle.flush()
         if out is not None:

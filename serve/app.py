@@ -90,8 +90,15 @@ async def _unless_disconnected(request: Request, work):
     raise _ClientGone()
 
 
-def create_app(clf: TextClassifier, config: ServeConfig = ServeConfig()) -> FastAPI:
-    """An ASGI app serving ``clf`` with the limits of ``config``."""
+def create_app(clf: TextClassifier, config: ServeConfig = ServeConfig(), batcher_factory=Batcher,
+               request_id_header: bool = True) -> FastAPI:
+    """An ASGI app serving ``clf`` with the limits of ``config``.
+
+    ``batcher_factory`` makes the dynamic batcher: :class:`~ortpipe.serve.batcher.Batcher`, or
+    anything built with its arguments that offers its ``submit``, ``depth``, ``start`` and ``stop``
+    (Ray Serve's ``@serve.batch`` in :mod:`ortpipe.distributed.online`). ``request_id_header=False``
+    leaves ``x-request-id`` to a proxy in front that sets it already (Ray Serve's).
+    """
     config.check()
     manifest = clf.manifest
 
@@ -100,7 +107,7 @@ def create_app(clf: TextClassifier, config: ServeConfig = ServeConfig()) -> Fast
 
     state = {"ready": False, "draining": False}
     metrics = ServerMetrics(queue_depth=lambda: batcher.depth, memory=lambda: clf.memory)
-    batcher = Batcher(run_model, config.max_batch_size, config.max_batch_tokens, config.max_wait_ms,
+    batcher = batcher_factory(run_model, config.max_batch_size, config.max_batch_tokens, config.max_wait_ms,
                       config.max_queue, on_batch=metrics.batch,
                       on_dropped=lambda reason: metrics.dropped_texts.labels(reason).inc())
 
@@ -161,7 +168,7 @@ def create_app(clf: TextClassifier, config: ServeConfig = ServeConfig()) -> Fast
             status, payload = 500, {"error": f"{type(exc).__name__}: {exc}", "error_type": "backend"}
             extra = {}
         metrics.requests.labels("predict", str(status)).inc()
-        headers = {"x-request-id": request_id, **extra,
+        headers = {**({"x-request-id": request_id} if request_id_header else {}), **extra,
                    **{name: f"{seconds * 1000:.3f}" for name, seconds in timings.items()}}
         return JSONResponse(payload, status_code=status, headers=headers)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import signal
 import sys
 import threading
@@ -36,6 +37,12 @@ def add_commands(subparsers) -> None:
                         help="let idle ONNX Runtime threads busy-wait between batches (off: they leave the "
                              "cores to the HTTP side)")
     add_memory_argument(parser)
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="serve here with uvicorn (local, default), or as a Ray Serve deployment with the same "
+                             "API (ray: pip install 'ortpipe[ray]')")
+    parser.add_argument("--replicas", type=int, default=1, help="--engine ray: replicas, each with --threads CPUs")
+    parser.add_argument("--address", help="--engine ray: the Ray cluster to join (auto, HOST:PORT); default: start "
+                                          "a local Ray")
     try:
         defaults = {**ServeConfig().as_dict(), **ServeConfig.env_defaults()}
     except ValueError as exc:
@@ -47,7 +54,23 @@ def add_commands(subparsers) -> None:
     parser.set_defaults(run=_run_serve)
 
 
+def _config(args) -> ServeConfig:
+    try:
+        return ServeConfig(**{spec.name: getattr(args, spec.name) for spec in fields(ServeConfig)}).check()
+    except ValueError as exc:
+        raise OrtpipeError(str(exc)) from exc
+
+
+def _run_on_ray(args) -> int:
+    """``--engine ray``: the same app on Ray Serve (run from :mod:`ortpipe.distributed.cli`)."""
+    if args.replicas < 1:
+        raise OrtpipeError(f"--replicas must be at least 1, got {args.replicas}")
+    return importlib.import_module("ortpipe.distributed.cli").serve(args, _config(args))
+
+
 def _run_serve(args) -> int:
+    if args.engine == "ray":
+        return _run_on_ray(args)
     try:
         import uvicorn
 
@@ -57,10 +80,7 @@ def _run_serve(args) -> int:
                            "pip install 'ortpipe[serve]'") from exc
     from ortpipe.runtime.classifier import TextClassifier
 
-    try:
-        config = ServeConfig(**{spec.name: getattr(args, spec.name) for spec in fields(ServeConfig)}).check()
-    except ValueError as exc:
-        raise OrtpipeError(str(exc)) from exc
+    config = _config(args)
     clf = TextClassifier.load(args.bundle, variant=args.variant, provider=args.provider, threads=args.threads,
                               spinning=args.spinning, memory=args.memory)
     app = create_app(clf, config)

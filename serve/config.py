@@ -30,15 +30,23 @@ class ServeConfig:
     def env_defaults(cls, environ=None) -> dict:
         """``ORTPIPE_MAX_QUEUE=100`` and the like, parsed to each field's type."""
         environ = os.environ if environ is None else environ
+        given = {spec.name: environ[f"ORTPIPE_{spec.name.upper()}"] for spec in fields(cls)
+                 if f"ORTPIPE_{spec.name.upper()}" in environ}
+        return cls.parse(given, prefix="ORTPIPE_")
+
+    @classmethod
+    def parse(cls, given: dict, prefix: str = "") -> dict:
+        """Settings given as text (``{"max_queue": "100"}``), parsed to each field's type; unknown names refused."""
+        types = {spec.name: type(getattr(cls, spec.name)) for spec in fields(cls)}
         found = {}
-        for spec in fields(cls):
-            raw = environ.get(f"ORTPIPE_{spec.name.upper()}")
-            if raw is not None:
-                kind = type(getattr(cls, spec.name))
-                try:
-                    found[spec.name] = kind(raw)
-                except ValueError as exc:
-                    raise ValueError(f"ORTPIPE_{spec.name.upper()}={raw!r} is not a valid {kind.__name__}") from exc
+        for name, raw in given.items():
+            if name not in types:
+                raise ValueError(f"unknown setting {name!r}; the settings are {sorted(types)}")
+            try:
+                found[name] = types[name](raw)
+            except ValueError as exc:
+                raise ValueError(f"{prefix}{name.upper() if prefix else name}={raw!r} is not a valid "
+                                 f"{types[name].__name__}") from exc
         return found
 
     def check(self) -> "ServeConfig":

@@ -1,11 +1,14 @@
 """``ortpipe serve``: a real server in a subprocess on loopback, a real HTTP client.
 
+The API tests run twice: against ``ortpipe serve`` and against ``ortpipe serve --engine ray``
+(the same app as a Ray Serve deployment), which must answer the same requests the same way.
 Every load loop here is bounded in count and time and targets 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import signal
@@ -29,23 +32,26 @@ from ortpipe.runtime.manifest import sha256_of  # noqa: E402
 from bundle_edits import edit_manifest  # noqa: E402
 
 TEXTS = list(PROBE_TEXTS)
+ENGINES = ["local", pytest.param("ray", marks=pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="the ray extra is not installed: pip install 'ortpipe[ray]'"))]
 
 
 @contextmanager
-def running_server(bundle: Path, home: Path, *flags: str):
+def running_server(bundle: Path, home: Path, *flags: str, engine: str = "local"):
     """``ortpipe serve`` on a free loopback port; yields (url, process) once ``/ready`` is 200."""
     port = free_port()
     command = [sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--bundle", str(bundle), "--port", str(port),
-               "--threads", "1", *flags]
-    with serve_process(command, port, ready_timeout=60, env={**os.environ, "ORTPIPE_HOME": str(home)}) as running:
+               "--threads", "1", "--engine", engine, *flags]
+    env = {**os.environ, "ORTPIPE_HOME": str(home), "RAY_ADDRESS": ""}
+    with serve_process(command, port, ready_timeout=60 if engine == "local" else 150, env=env) as running:
         yield running
 
 
-@pytest.fixture(scope="module")
-def server(bert_bundle, tmp_path_factory):
+@pytest.fixture(scope="module", params=ENGINES)
+def server(request, bert_bundle, tmp_path_factory):
     # the variant named, not left to the export's timing (which picks int8 or optimized by a hair on a tiny model)
     with running_server(bert_bundle, tmp_path_factory.mktemp("home"), "--variant", "optimized",
-                        "--max-client-batch", "32", "--max-body", "65536") as (url, _):
+                        "--max-client-batch", "32", "--max-body", "65536", engine=request.param) as (url, _):
         yield url
 
 
@@ -194,8 +200,9 @@ def test_64_concurrent_clients_get_exactly_the_in_process_results(server, bert_b
 
 # -- overload, failures, disconnects, drain (servers of their own) ---------------------------
 
-def test_a_full_queue_answers_429_with_retry_after(bert_bundle, tmp_path):
-    with running_server(bert_bundle, tmp_path, "--max-queue", "8", "--max-wait-ms", "400") as (url, _):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_full_queue_answers_429_with_retry_after(bert_bundle, tmp_path, engine):
+    with running_server(bert_bundle, tmp_path, "--max-queue", "8", "--max-wait-ms", "400", engine=engine) as (url, _):
         async def burst():
             async with httpx.AsyncClient(timeout=60) as client:
                 return await asyncio.gather(*(client.post(f"{url}/predict", json={"inputs": TEXTS[:8]})
@@ -251,10 +258,11 @@ def test_a_client_that_leaves_is_accounted_for_and_the_server_goes_on(bert_bundl
         assert _post(url, {"inputs": "still serving"}).status_code == 200
 
 
-def test_sigterm_finishes_every_request_in_flight_then_exits_0(bert_bundle, tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_sigterm_finishes_every_request_in_flight_then_exits_0(bert_bundle, tmp_path, engine):
     """Five requests of 64 long texts each (one model call per text) are in flight when SIGTERM comes."""
     heavy = {"inputs": ["word " * 200] * 64, "truncate": True}
-    with running_server(bert_bundle, tmp_path, "--max-batch-size", "1") as (url, process):
+    with running_server(bert_bundle, tmp_path, "--max-batch-size", "1", engine=engine) as (url, process):
         async def in_flight():
             finished: list[float] = []
 
