@@ -85,8 +85,10 @@ class BundleActor:
 
         from ortpipe.runtime.classifier import TextClassifier
 
+        # idle ONNX Runtime threads sleep rather than spin: they share the node with Ray's reading and writing
+        # tasks (measured, 1 actor × 2 threads on 2 cores: 655–664 sentences/s against 586–655 spinning)
         self.clf = TextClassifier.load(materialize(shipped), variant=shipped.variant, provider=options.provider,
-                                       threads=options.threads, memory=options.memory)
+                                       threads=options.threads, spinning=False, memory=options.memory)
         self.options = options
         self.schema = parquet_schema(options.columns)
         self.kwargs = {} if options.top_k is None else {"top_k": None if options.top_k == "all" else options.top_k}
