@@ -10,8 +10,9 @@ a fixed pool of actors (``ActorPoolStrategy``), each of which fetches the
 bundle from the object store on its node, checks it, loads it once and runs
 every batch through the runtime's batching loop; the results are written
 as Parquet files into the ``out`` folder. Each actor reserves ``threads``
-CPUs, as many as its ONNX Runtime threads use, so the rest of a node's CPUs
-stay free for reading and writing.
+CPUs, as many as its ONNX Runtime threads use; reading and writing tasks ask
+for none (Arrow parses and writes far faster than the model classifies, and
+a node whose CPUs all went to actors must still read).
 
 Rows are written in no fixed order and carry no row number (Ray Data does
 not know a row's position in the file): ``keep`` an id column to join the
@@ -128,7 +129,7 @@ class RayReport:
     seconds: float
 
 
-def read_dataset(source: Path, fmt: str, column: str, pair_column: str | None, field_name: str):
+def read_dataset(source: Path, fmt: str, column: str, pair_column: str | None):
     """``source`` as a Ray Dataset whose text is in ``column`` (the ``field`` for JSON Lines, ``text`` for text)."""
     ray = import_ray()
     import pyarrow as pa
@@ -149,10 +150,10 @@ def read_dataset(source: Path, fmt: str, column: str, pair_column: str | None, f
 
 
 def default_actors(threads: int) -> int:
-    """One actor per ``threads`` CPUs of the cluster, keeping one CPU for reading and writing; at least one."""
+    """One actor per ``threads`` CPUs of the cluster (reading and writing ask for none); at least one."""
     ray = import_ray()
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    return max(1, (cpus - 1) // threads)
+    return max(1, cpus // threads)
 
 
 def classify_with_ray(source: str | Path, out: str | Path, *, bundle: str | Path | None = None,
@@ -167,7 +168,7 @@ def classify_with_ray(source: str | Path, out: str | Path, *, bundle: str | Path
 
     Args:
         address: the Ray cluster to join; None starts a local Ray (or uses the one already initialised).
-        actors: actors in the pool (None: one per ``threads`` CPUs of the cluster, keeping one CPU free).
+        actors: actors in the pool (None: one per ``threads`` CPUs of the cluster).
         threads: ONNX Runtime threads per actor, and the CPUs each actor reserves.
         chunk_rows: rows per actor call (each call goes through the runtime's batching loop).
         actor_resources: Ray custom resources each actor needs, e.g. ``{"classifier": 1}`` to place
@@ -201,7 +202,7 @@ def classify_with_ray(source: str | Path, out: str | Path, *, bundle: str | Path
     shipped = ship_bundle(bundle, variant)
     options = BatchOptions(str(source), column, pair_column, keep, on_error, batch_size, top_k, threads, memory,
                            provider, provenance, columns)
-    dataset = read_dataset(source, fmt, column, pair_column, field).map_batches(
+    dataset = read_dataset(source, fmt, column, pair_column).map_batches(
         BundleActor, fn_constructor_args=(shipped, options), batch_size=chunk_rows, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=threads, resources=actor_resources)
     try:

@@ -68,7 +68,7 @@ def _add_classify(subparsers) -> None:
     parser.add_argument("--address", help="--engine ray: the Ray cluster to join (auto, HOST:PORT); default: "
                                           "start a local Ray")
     parser.add_argument("--actors", type=int, help="--engine ray: classifier actors (default: one per --threads "
-                                                   "CPUs of the cluster, keeping one CPU free)")
+                                                   "CPUs of the cluster)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (it is shown only on a terminal)")
     parser.add_argument("--top-k", type=int, help="return the K best labels per text")
     parser.add_argument("--all-labels", action="store_true", help="return every label, best first")

@@ -15,37 +15,19 @@ pytest.importorskip("ray.serve", reason="the ray extra is not installed: pip ins
 
 from ortpipe.distributed.online import ServeBatcher  # noqa: E402
 from ortpipe.runtime import TextClassifier  # noqa: E402
-from ortpipe.serve.batcher import Expired, Overloaded  # noqa: E402
+from ortpipe.serve.batcher import Overloaded  # noqa: E402
 from ortpipe.serve.config import ServeConfig  # noqa: E402
 
-FAR = 3600.0
 
-
-@pytest.fixture(scope="module")
-def clf(bert_bundle):
-    return TextClassifier.load(bert_bundle, variant="optimized", threads=1, spinning=False)
-
-
-def _batcher(clf, calls: list, **limits) -> ServeBatcher:
-    def run_model(encodings):
-        calls.append(len(encodings))
-        return clf.model(clf.tokenizer.collate(encodings))
-
-    settings = {"max_batch_size": 64, "max_batch_tokens": 1024, "max_wait_ms": 20.0, "max_queue": 100, **limits}
-    return ServeBatcher(run_model, **settings)
-
-
-def _run(coroutine):
-    return asyncio.run(asyncio.wait_for(coroutine, timeout=60))
-
-
-def test_a_full_queue_is_overloaded_before_anything_runs(clf):
-    async def main():
-        batcher = _batcher(clf, [], max_queue=3)
-        await batcher.submit(clf.tokenizer.encode(["a", "b", "c", "d"]), time.perf_counter() + FAR)
-
-    with pytest.raises(Overloaded, match="queue limit of 3"):
-        _run(main())
+def test_a_full_queue_is_overloaded_before_anything_runs(bert_bundle):
+    tokenizer = TextClassifier.load(bert_bundle, variant="optimized", threads=1).tokenizer
+    calls: list[int] = []
+    batcher = ServeBatcher(lambda encodings: calls.append(len(encodings)), max_batch_size=64, max_batch_tokens=512,
+                           max_wait_ms=1.0, max_queue=3)
+    submitted = batcher.submit(tokenizer.encode(["a", "b", "c", "d"]), time.perf_counter() + 60)
+    with pytest.raises(Overloaded, match="4 more would pass the queue limit of 3"):
+        asyncio.run(asyncio.wait_for(submitted, timeout=30))
+    assert calls == [] and batcher.depth == 0
 
 
 def test_settings_given_as_text_are_parsed_or_refused():
