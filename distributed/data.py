@@ -34,6 +34,7 @@ from ortpipe.runtime.stream import (IN_FORMATS, Row, check_record, classify_rows
                                     parquet_schema, parquet_table)
 
 CHUNK_ROWS = 2048
+ACTORS_START_S = 300  # how long the actors may take to start (fetch and check the bundle, load the model)
 IO_CPUS = 0  # reading and writing tasks: Arrow parses and writes far faster than the model classifies
 PROVENANCE_COLUMNS = ("node", "variant")
 
@@ -198,6 +199,9 @@ def classify_with_ray(source: str | Path, out: str | Path, *, bundle: str | Path
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = not quiet
     context.raise_original_map_exception = True  # an actor's InputError reaches here as itself
+    # the pool starts work once all its actors are up, so that the first one ready does not take every block
+    # (and a cluster short of resources for them is an error, not a wait without end)
+    context.wait_for_min_actors_s = ACTORS_START_S
     actors = actors or default_actors(threads)
     shipped = ship_bundle(bundle, variant)
     options = BatchOptions(str(source), column, pair_column, keep, on_error, batch_size, top_k, threads, memory,
