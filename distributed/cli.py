@@ -8,7 +8,6 @@ import sys
 def classify(args) -> int:
     """``ortpipe classify --engine ray --file IN --out FOLDER``: Ray Data, see :mod:`.data`."""
     from ortpipe.distributed.data import CHUNK_ROWS, classify_with_ray
-
     from ortpipe.runtime.errors import InputError
 
     if args.resume:

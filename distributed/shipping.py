@@ -55,7 +55,7 @@ class ShippedBundle:
 
 def files_to_ship(path: Path, variant: str | None) -> list[str]:
     """The names of the files a node needs to load ``variant`` (None: the default, or its fallback)."""
-    bundle = open_bundle(path, variant, verify=True)
+    bundle = open_bundle(path, variant, verify=False)  # the caller checks what it ships
     manifest = bundle.manifest
     names = [MANIFEST_NAME, manifest.tokenizer_file, *([manifest.probes_file] if manifest.probes_file else [])]
     variants = [bundle.variant.name]
