@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ortpipe.distributed.shipping import ShippedBundle, materialize, ship_bundle
+from ortpipe.runtime.batching import check_batch_size
 from ortpipe.runtime.errors import InputError, OrtpipeError
-from ortpipe.runtime.stream import (IN_FORMATS, Row, check_record, classify_rows, format_of, output_columns,
-                                    parquet_schema, parquet_table)
+from ortpipe.runtime.stream import (IN_FORMATS, Row, check_on_error, check_record, classify_rows, format_of,
+                                    output_columns, parquet_schema, parquet_table)
 
 CHUNK_ROWS = 2048
 ACTORS_START_S = 300  # how long the actors may take to start (fetch and check the bundle, load the model)
@@ -185,11 +186,10 @@ def classify_with_ray(source: str | Path, out: str | Path, *, bundle: str | Path
         raise InputError(f"cannot read {source}: no such file")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} exists: --engine ray writes a folder of Parquet files; give a new or empty folder")
-    if on_error not in ("raise", "skip"):
-        raise InputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    check_on_error(on_error)
     for name, value in (("threads", threads), ("chunk_rows", chunk_rows), ("actors", actors)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise InputError(f"{name} must be a positive int, got {value!r}")
+        if value is not None:
+            check_batch_size(value, name)
     column = "text" if fmt == "text" else (field if fmt == "jsonl" else column)
     keep = tuple(("text",) if fmt == "text" else ()) if keep is None else tuple(keep)
     columns = (*output_columns(keep, top_k, numbered=False), *(PROVENANCE_COLUMNS if provenance else ()))
@@ -219,23 +219,19 @@ def classify_with_ray(source: str | Path, out: str | Path, *, bundle: str | Path
 
 def _ortpipe_error(exc: BaseException) -> OrtpipeError | None:
     """The ortpipe error an actor raised, found among Ray's wrappers (``cause``, ``__cause__``), re-made plain."""
+    from ray.exceptions import RayError
+
     pending, seen = [exc], set()
     while pending:
         current = pending.pop(0)
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, OrtpipeError) and not isinstance(current, ray_error_types()):
+        if isinstance(current, OrtpipeError) and not isinstance(current, RayError):
             message = str(current.args[0]) if current.args else str(current)
             return type(current)(message.split("\nFailed to apply UDF")[0])  # without Ray Data's retry advice
         pending += [getattr(current, "cause", None), current.__cause__, current.__context__]
     return None
-
-
-def ray_error_types() -> tuple[type, ...]:
-    from ray.exceptions import RayError
-
-    return (RayError,)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -63,9 +63,7 @@ class ServeBatcher:
 
     async def submit(self, encodings: list, deadline: float) -> tuple[np.ndarray, float, float]:
         """As :meth:`ortpipe.serve.batcher.Batcher.submit`: (logits, seconds queued, seconds in the model)."""
-        if self.depth + len(encodings) > self.max_queue:
-            raise Overloaded(f"{self.depth} texts are waiting; {len(encodings)} more would pass the queue "
-                             f"limit of {self.max_queue} (--max-queue)")
+        Overloaded.unless_room(self.depth, len(encodings), self.max_queue)
         self.depth += len(encodings)
         queued_at = time.perf_counter()
         try:
@@ -97,9 +95,7 @@ class ServeBatcher:
         def run_batch(batch: list) -> list:
             started = time.perf_counter()
             logits = self._run_model(batch)
-            lengths = [len(e.ids) for e in batch]
-            self._on_batch(BatchStats(len(batch), sum(lengths), max(lengths) * len(batch),
-                                      time.perf_counter() - started))
+            self._on_batch(BatchStats.of(batch, time.perf_counter() - started))
             return [(row, started) for row in logits]
 
         return run_in_batches(encodings, [len(e.ids) for e in encodings], self.max_batch_size, run_batch,

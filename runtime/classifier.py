@@ -55,7 +55,7 @@ class TextClassifier:
         self.tokenizer = TextTokenizer(bundle.tokenizer_path, self.manifest.max_length,
                                        self.manifest.pad_token_id)
         self.model = OnnxModel(bundle.model_path, provider=provider, threads=threads, spinning=spinning,
-                                 memory=memory)
+                               memory=memory)
         self.provider = self.model.provider
 
     @classmethod

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterator, Sequence
 
+from ortpipe.runtime.batching import check_batch_size
 from ortpipe.runtime.errors import InputError
 from ortpipe.runtime.inputs import unicode_problem
 
@@ -82,6 +83,13 @@ def _text_rows(path: Path, keep: Sequence[str]) -> Iterator[Row]:
                 continue
             kept = {"text": text} if "text" in keep else {}
             yield Row(number, text, kept, None if text.strip() else f"line {number}: empty")
+
+
+def check_on_error(on_error: str) -> str:
+    """``on_error`` if it is ``"raise"`` or ``"skip"``; else an :class:`InputError`."""
+    if on_error not in ("raise", "skip"):
+        raise InputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    return on_error
 
 
 def check_record(record: dict, column: str, pair_column: str | None = None) -> tuple[Any, str | None]:
@@ -298,10 +306,8 @@ def classify_file(clf, source: str | Path, out: str | Path | None = None, *, in_
     """
     fmt = format_of(source, in_format, IN_FORMATS, "text")
     ofmt = "jsonl" if out is None else format_of(out, out_format, OUT_FORMATS, "jsonl")
-    if on_error not in ("raise", "skip"):
-        raise InputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    if not isinstance(chunk_rows, int) or chunk_rows < 1:
-        raise InputError(f"chunk_rows must be a positive int, got {chunk_rows!r}")
+    check_on_error(on_error)
+    check_batch_size(chunk_rows, "chunk_rows")
     keep = list(("text",) if fmt == "text" else ()) if keep is None else list(keep)
     if resume and (out is None or ofmt == "parquet"):
         raise InputError("resume needs --out in JSON Lines or CSV (a Parquet file cut short has no footer)")

@@ -108,8 +108,8 @@ def create_app(clf: TextClassifier, config: ServeConfig = ServeConfig(), batcher
     state = {"ready": False, "draining": False}
     metrics = ServerMetrics(queue_depth=lambda: batcher.depth, memory=lambda: clf.memory)
     batcher = batcher_factory(run_model, config.max_batch_size, config.max_batch_tokens, config.max_wait_ms,
-                      config.max_queue, on_batch=metrics.batch,
-                      on_dropped=lambda reason: metrics.dropped_texts.labels(reason).inc())
+                              config.max_queue, on_batch=metrics.batch,
+                              on_dropped=lambda reason: metrics.dropped_texts.labels(reason).inc())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

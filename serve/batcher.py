@@ -32,6 +32,13 @@ from ortpipe.runtime.batching import run_in_batches
 class Overloaded(Exception):
     """The queue cannot take these texts now."""
 
+    @classmethod
+    def unless_room(cls, depth: int, count: int, max_queue: int) -> None:
+        """Raise when ``count`` more texts would take a queue holding ``depth`` past ``max_queue``."""
+        if depth + count > max_queue:
+            raise cls(f"{depth} texts are waiting; {count} more would pass the queue limit of {max_queue} "
+                      "(--max-queue)")
+
 
 class Expired(Exception):
     """The text waited past its deadline and was never run."""
@@ -54,6 +61,12 @@ class BatchStats:
     tokens: int
     padded_tokens: int
     seconds: float
+
+    @classmethod
+    def of(cls, encodings: list, seconds: float) -> "BatchStats":
+        """The stats of one model call on ``encodings`` that took ``seconds``."""
+        lengths = [len(e.ids) for e in encodings]
+        return cls(len(encodings), sum(lengths), max(lengths) * len(encodings), seconds)
 
 
 class Batcher:
@@ -103,9 +116,7 @@ class Batcher:
             Overloaded: the queue would hold more than ``max_queue`` texts.
             Expired: a text was still queued at ``deadline`` (``time.perf_counter()`` seconds).
         """
-        if self.depth + len(encodings) > self.max_queue:
-            raise Overloaded(f"{self.depth} texts are waiting; {len(encodings)} more would pass the queue "
-                             f"limit of {self.max_queue} (--max-queue)")
+        Overloaded.unless_room(self.depth, len(encodings), self.max_queue)
         loop = asyncio.get_running_loop()
         pending = [_Pending(e, loop.create_future(), deadline) for e in encodings]
         if self._in_model:
@@ -179,9 +190,7 @@ class Batcher:
                 for p in batch:
                     loop.call_soon_threadsafe(_settle, p.future, None, exc)
                 return [None] * len(window_batch)
-            lengths = [len(e.ids) for e in encodings]
-            self._on_batch(BatchStats(len(batch), sum(lengths), max(lengths) * len(batch),
-                                      time.perf_counter() - started))
+            self._on_batch(BatchStats.of(encodings, time.perf_counter() - started))
             for p, row in zip(batch, logits):
                 loop.call_soon_threadsafe(_settle, p.future, row, None)
             return [None] * len(window_batch)
