@@ -54,9 +54,10 @@ def main(argv=None) -> int:
         ray.init(address="local", include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     with tempfile.TemporaryDirectory() as folder:
         source, out = Path(folder) / "texts.txt", Path(folder) / "labels.jsonl"
-        source.write_text("".join(t.replace("\n", " ") + "\n" for t in texts), encoding="utf-8")
+        lines = [t.replace("\n", " ") + "\n" for t in texts]
+        source.write_text("".join(lines), encoding="utf-8")
         head = Path(folder) / "head.txt"
-        head.write_text("".join(t.replace("\n", " ") + "\n" for t in texts[:args.overhead_rows]), encoding="utf-8")
+        head.write_text("".join(lines[:args.overhead_rows]), encoding="utf-8")
         clf(texts[:256], batch_size=32)  # warm-up
         for round_number in range(args.rounds):
             start = time.perf_counter()
