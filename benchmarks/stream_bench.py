@@ -73,7 +73,9 @@ def main(argv=None) -> int:
                 times.setdefault(name, []).append(_ray_seconds(source, Path(folder) / f"{name}{round_number}",
                                                                args.bundle, actors, threads))
     rates = {name: len(texts) / min(values) for name, values in times.items()}
-    steady = {name: len(texts) / (min(times[name]) - min(values)) for name, values in fixed.items()}
+    # None where the whole job took no longer than its fixed cost (too few texts to tell a rate)
+    steady = {name: len(texts) / (min(times[name]) - min(values)) if min(times[name]) > min(values) else None
+              for name, values in fixed.items()}
     machine = describe_machine()
     report = {"texts": len(texts), "variant": clf.variant, "memory": clf.memory.setting, "threads": args.threads,
               "texts_per_s": rates, "streaming_share": rates["streaming"] / rates["in_process"],
