@@ -44,10 +44,16 @@ class _Text:
 
 
 class ServeBatcher:
-    """:class:`ortpipe.serve.batcher.Batcher`'s interface on Ray Serve's ``@serve.batch`` (one text per item)."""
+    """:class:`ortpipe.serve.batcher.Batcher`'s interface on Ray Serve's ``@serve.batch`` (one text per item).
+
+    One batch at a time per replica (replicas are what runs side by side on Ray).
+    """
+
+    concurrent_batches = 1
+    alone = True
 
     def __init__(self, run_model, max_batch_size: int, max_batch_tokens: int, max_wait_ms: float, max_queue: int,
-                 on_batch=lambda stats: None, on_dropped=lambda reason: None):
+                 on_batch=lambda stats: None, on_dropped=lambda reason: None, concurrent_batches: int = 1):
         self._run_model = run_model
         self.max_batch_size, self.max_batch_tokens, self.max_queue = max_batch_size, max_batch_tokens, max_queue
         self._on_batch, self._on_dropped = on_batch, on_dropped

@@ -1,15 +1,19 @@
 """The dynamic batcher: texts from many requests, one model call per batch.
 
 Requests put their tokenized texts on a bounded queue (counted per text) and
-await the logits. One task takes everything queued — after waiting up to
-``max_wait_ms`` for more when less than a full batch is there and texts kept
-arriving while the previous batch ran (under no load a lone request is not
-made to wait for company that is not coming) — drops texts
-past their deadline or whose client left, and hands the rest to the runtime's
-one batching loop (:func:`~ortpipe.runtime.batching.run_in_batches`: sorted by
-length, at most ``max_batch_size`` texts and ``max_batch_tokens`` padded
-tokens per call) in a worker thread, so ONNX Runtime (which releases the GIL)
-never blocks the event loop. Each batch's results go back as soon as it ends.
+await the logits. Whenever a model worker is free and no planned batch waits
+for one, one task takes everything queued as a window — after waiting up to
+``max_wait_ms`` for more when batches are running and less than a full batch
+is there (under no load a lone request is not made to wait for company that
+is not coming) — drops texts past their deadline or whose client left, and
+plans the window with the runtime's batch planner
+(:func:`~ortpipe.runtime.batching.plan_batches`, which every entry point
+uses: sorted by length, at most ``max_batch_size`` texts and
+``max_batch_tokens`` padded tokens per call). ``concurrent_batches`` worker
+threads take the planned batches in turn, so ONNX Runtime (which releases the
+GIL) never blocks the event loop, and each batch's results go back as soon as
+it ends. Taking a window only when a worker is free keeps windows large: the
+larger the window, the less its sorted batches are padded.
 
 Float variants give every text bit-identical logits however it is batched
 (padding is masked exactly). Dynamic int8 computes activation scales per call,
@@ -20,13 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
-from ortpipe.runtime.batching import run_in_batches
+from ortpipe.runtime.batching import plan_batches
 
 
 class Overloaded(Exception):
@@ -80,22 +85,30 @@ class Batcher:
 
     def __init__(self, run_model: Callable[[list], np.ndarray], max_batch_size: int, max_batch_tokens: int,
                  max_wait_ms: float, max_queue: int, on_batch: Callable[[BatchStats], None] = lambda s: None,
-                 on_dropped: Callable[[str], None] = lambda reason: None):
+                 on_dropped: Callable[[str], None] = lambda reason: None, concurrent_batches: int = 1):
         self._run_model = run_model
         self.max_batch_size, self.max_batch_tokens = max_batch_size, max_batch_tokens
         self.max_wait_s, self.max_queue = max_wait_ms / 1000.0, max_queue
         self._on_batch, self._on_dropped = on_batch, on_dropped
         self._queue: list[_Pending] = []
-        self._in_model = 0
-        self._arrived_while_running = 0
+        self._planned: deque[list[_Pending]] = deque()  # taken and planned, waiting for a worker
+        self._out_of_queue = 0  # texts planned or in the model
+        self.concurrent_batches = self._free_workers = concurrent_batches
+        self._arrived_while_running = 0  # texts queued since the last window while the model was busy
         self._wakeup = asyncio.Event()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ortpipe-infer")
+        self._pool = ThreadPoolExecutor(max_workers=concurrent_batches, thread_name_prefix="ortpipe-infer")
         self._task: asyncio.Task | None = None
+        self._running: set[asyncio.Future] = set()
+
+    @property
+    def alone(self) -> bool:
+        """Whether a batch starting now runs alone: no other worker busy, none about to start."""
+        return self._free_workers >= self.concurrent_batches - 1 and not self._planned
 
     @property
     def depth(self) -> int:
         """Texts queued or in the model now."""
-        return len(self._queue) + self._in_model
+        return len(self._queue) + self._out_of_queue
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -107,6 +120,8 @@ class Batcher:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        if self._running:
+            await asyncio.wait(self._running)
         self._pool.shutdown(wait=True)
 
     async def submit(self, encodings: list, deadline: float) -> tuple[np.ndarray, float, float]:
@@ -119,12 +134,12 @@ class Batcher:
         Overloaded.unless_room(self.depth, len(encodings), self.max_queue)
         loop = asyncio.get_running_loop()
         pending = [_Pending(e, loop.create_future(), deadline) for e in encodings]
-        if self._in_model:
+        if self._out_of_queue:
             self._arrived_while_running += len(pending)
         self._queue.extend(pending)
         self._wakeup.set()
         try:
-            rows = await asyncio.gather(*(p.future for p in pending))
+            rows = [await pending[0].future] if len(pending) == 1 else await asyncio.gather(*(p.future for p in pending))
         finally:
             for p in pending:  # a client that left: its texts still queued are dropped, not run
                 if not p.future.done():
@@ -148,55 +163,82 @@ class Batcher:
         return taken
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        busy = False
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            if busy and len(self._queue) < self.max_batch_size and self.max_wait_s > 0:
-                await asyncio.sleep(self.max_wait_s)
-            batch = self._take()
-            if not batch:
-                continue
-            self._in_model, self._arrived_while_running = len(batch), 0
-            try:
-                await loop.run_in_executor(self._pool, self._run, batch, loop)
-            except Exception as exc:  # never let the batcher die: fail what this window still owes
-                for p in batch:
-                    _settle(p.future, None, exc)
-            finally:
-                self._in_model = 0
-            busy = self._arrived_while_running > 0
-            if self._queue:
-                self._wakeup.set()
+            while self._free_workers and (self._planned or self._queue):
+                if not self._planned:
+                    busy = self._running or self._arrived_while_running
+                    if busy and len(self._queue) < self.max_batch_size and self.max_wait_s > 0:
+                        await asyncio.sleep(self.max_wait_s)  # under load: a moment for more company
+                    self._arrived_while_running = 0
+                    self._plan(self._take())
+                    continue
+                self._start_worker(self._planned.popleft())
 
-    def _run(self, pending: list[_Pending], loop: asyncio.AbstractEventLoop) -> None:
-        """In the worker thread: the one batching loop over ``pending``, results sent back per batch."""
-        def run_batch(window_batch: list[_Pending]) -> list:
-            # a client may have left since the window was taken: its texts are dropped here, unrun
-            # (reading done() from this thread is a benign race: at worst a text runs for nobody)
-            batch = [p for p in window_batch if not p.future.done()]
-            for _ in range(len(window_batch) - len(batch)):
-                self._on_dropped("disconnected")
-            if not batch:
-                return [None] * len(window_batch)
-            started = time.perf_counter()
-            for p in batch:
-                p.started_at = started
-            encodings = [p.encoding for p in batch]
+    def _plan(self, window: list[_Pending]) -> None:
+        if not window:
+            return
+        lengths = [len(p.encoding.ids) for p in window]
+        for indices in plan_batches(lengths, self.max_batch_size, max_tokens=self.max_batch_tokens):
+            self._planned.append([window[i] for i in indices])
+        self._out_of_queue += len(window)
+
+    def _start_worker(self, batch: list[_Pending]) -> None:
+        """A worker thread that runs ``batch``, then planned batches until none is left (windows planned
+        meanwhile included)."""
+        loop = asyncio.get_running_loop()
+        self._free_workers -= 1
+        running = loop.run_in_executor(self._pool, self._run_planned, batch, loop)
+        self._running.add(running)
+
+        def done(future: asyncio.Future) -> None:
+            self._running.discard(future)
+            self._free_workers += 1
+            self._wakeup.set()
+
+        running.add_done_callback(done)
+
+    def _run_planned(self, batch: list[_Pending], loop: asyncio.AbstractEventLoop) -> None:
+        """In a worker thread: ``batch``, then planned ones one after another (``deque.popleft`` is thread-safe)."""
+        while True:
             try:
-                logits = self._run_model(encodings)
-            except Exception as exc:  # the batch fails, the server goes on
+                self._run(batch, loop)
+            except Exception as exc:  # never let a worker die: fail what this batch still owes
                 for p in batch:
                     loop.call_soon_threadsafe(_settle, p.future, None, exc)
-                return [None] * len(window_batch)
-            self._on_batch(BatchStats.of(encodings, time.perf_counter() - started))
-            for p, row in zip(batch, logits):
-                loop.call_soon_threadsafe(_settle, p.future, row, None)
-            return [None] * len(window_batch)
+            finally:
+                loop.call_soon_threadsafe(self._ran, len(batch))
+            try:
+                batch = self._planned.popleft()
+            except IndexError:
+                return
 
-        run_in_batches(pending, [len(p.encoding.ids) for p in pending], self.max_batch_size, run_batch,
-                       max_tokens=self.max_batch_tokens)
+    def _ran(self, count: int) -> None:
+        self._out_of_queue -= count
+
+    def _run(self, window_batch: list[_Pending], loop: asyncio.AbstractEventLoop) -> None:
+        """One model call, its results sent back to the event loop."""
+        # a client may have left since the window was taken: its texts are dropped here, unrun
+        # (reading done() from this thread is a benign race: at worst a text runs for nobody)
+        batch = [p for p in window_batch if not p.future.done()]
+        for _ in range(len(window_batch) - len(batch)):
+            self._on_dropped("disconnected")
+        if not batch:
+            return
+        started = time.perf_counter()
+        for p in batch:
+            p.started_at = started
+        encodings = [p.encoding for p in batch]
+        try:
+            logits = self._run_model(encodings)
+        except Exception as exc:  # the batch fails, the server goes on
+            for p in batch:
+                loop.call_soon_threadsafe(_settle, p.future, None, exc)
+            return
+        self._on_batch(BatchStats.of(encodings, time.perf_counter() - started))
+        for p, row in zip(batch, logits):
+            loop.call_soon_threadsafe(_settle, p.future, row, None)
 
 
 def _settle(future: asyncio.Future, result, error: Exception | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib
 import signal
@@ -17,6 +18,7 @@ _HELP = {
     "host": "address to listen on", "port": "port to listen on",
     "max_batch_tokens": "padded tokens per model call", "max_batch_size": "texts per model call",
     "max_wait_ms": "how long to wait for more texts before a model call",
+    "concurrent_batches": "model calls running at once (each on its own thread, one shared session)",
     "max_client_batch": "texts per request (more: 413)", "max_body": "bytes per request body (more: 413)",
     "max_queue": "texts waiting for the model, all requests together (more: 429)",
     "timeout_ms": "a text not run by then is answered 504 (per request: header x-timeout-ms)",
@@ -33,9 +35,11 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--variant", help="fp32, optimized, int8 … (default: what load() picks on this machine)")
     parser.add_argument("--provider", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
-    parser.add_argument("--spinning", action="store_true",
-                        help="let idle ONNX Runtime threads busy-wait between batches (off: they leave the "
-                             "cores to the HTTP side)")
+    parser.add_argument("--spinning", action=argparse.BooleanOptionalAction, default=True,
+                        help="let ONNX Runtime's threads busy-wait a moment between model calls, as in-process "
+                             "(default: measured on 2 cores, 0.2-0.3 ms less per request at concurrency 1 and no "
+                             "loss at 64; an idle server's threads park). --no-spinning stops them as each call "
+                             "returns")
     add_memory_argument(parser)
     parser.add_argument("--engine", choices=("local", "ray"), default="local",
                         help="serve here with uvicorn (local, default), or as a Ray Serve deployment with the same "

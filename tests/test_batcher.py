@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -136,3 +137,58 @@ def test_a_failing_batch_fails_its_requests_and_the_batcher_goes_on(clf):
 def test_spinning_off_computes_the_same(bert_bundle, clf):
     spinning = TextClassifier.load(bert_bundle, variant="optimized", threads=1)
     assert spinning("some text", top_k=None) == clf("some text", top_k=None)
+
+
+def test_spinning_off_stops_the_threads_as_a_call_returns_but_lets_them_spin_within_it(clf):
+    options = clf.model.session.get_session_options()
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # unset: ONNX Runtime's default, on
+        options.get_session_config_entry("session.intra_op.allow_spinning")
+
+
+def test_batches_of_one_window_run_side_by_side_on_their_own_threads(clf):
+    barrier = threading.Barrier(2, timeout=20)  # passes only if both batches are in the model at once
+    threads, alone = set(), []
+    texts = ["first text", "second text", "a third one", "and a fourth"]
+
+    async def main():
+        batcher = None
+
+        def run_model(encodings):
+            alone.append(batcher.alone)
+            threads.add(threading.get_ident())
+            barrier.wait()
+            return clf.model(clf.tokenizer.collate(encodings))
+
+        batcher = Batcher(run_model, 2, 1024, 0.0, 100, concurrent_batches=2)
+        deadline = time.perf_counter() + FAR
+        jobs = [asyncio.ensure_future(batcher.submit(clf.tokenizer.encode([text]), deadline)) for text in texts]
+        await asyncio.sleep(0)  # one window of four texts: two batches of two
+        batcher.start()
+        rows = await asyncio.gather(*jobs)
+        await batcher.stop()
+        return np.concatenate([logits for logits, _, _ in rows])
+
+    logits = _run(main())
+    np.testing.assert_array_equal(logits, np.stack([clf.infer(clf.tokenize(t))[0] for t in texts]))
+    assert len(threads) == 2 and alone == [False, False]
+
+
+def test_a_batch_by_itself_is_alone(clf):
+    alone = []
+
+    async def main():
+        batcher = None
+
+        def run_model(encodings):
+            alone.append(batcher.alone)
+            return clf.model(clf.tokenizer.collate(encodings))
+
+        batcher = Batcher(run_model, 64, 1024, 0.0, 100, concurrent_batches=2)
+        batcher.start()
+        for text in ("one", "then another"):
+            await batcher.submit(clf.tokenizer.encode([text]), time.perf_counter() + FAR)
+        await batcher.stop()
+
+    _run(main())
+    assert alone == [True, True]

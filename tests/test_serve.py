@@ -38,10 +38,14 @@ ENGINES = ["local", pytest.param("ray", marks=pytest.mark.skipif(
 
 @contextmanager
 def running_server(bundle: Path, home: Path, *flags: str, engine: str = "local"):
-    """``ortpipe serve`` on a free loopback port; yields (url, process) once ``/ready`` is 200."""
+    """``ortpipe serve`` on a free loopback port; yields (url, process) once ``/ready`` is 200.
+
+    Locally on 2 threads, so batches side by side run on the one-thread session and lone ones on the
+    2-thread session; a Ray replica on 1 CPU.
+    """
     port = free_port()
     command = [sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--bundle", str(bundle), "--port", str(port),
-               "--threads", "1", "--engine", engine, *flags]
+               "--threads", "2" if engine == "local" else "1", "--engine", engine, *flags]
     env = {**os.environ, "ORTPIPE_HOME": str(home), "RAY_ADDRESS": ""}
     with serve_process(command, port, ready_timeout=60 if engine == "local" else 150, env=env) as running:
         yield running
