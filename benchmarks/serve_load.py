@@ -75,50 +75,109 @@ def server(command: list[str], port: int, ready_timeout: float = 120.0, env: dic
             process.kill()
 
 
-async def _load(url: str, texts: list[str], concurrency: int, requests: int, seconds: float) -> dict:
+class RawHttpClient:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams: one connection, one request at a time.
+
+    The load generator shares the cores with the server, so its own cost per request is part of what
+    a run measures: this client does only what a JSON POST needs (about a fifth of aiohttp's cost
+    here), the way wrk or h2load would if this machine had them.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self._reader, self._writer = reader, writer
+
+    @classmethod
+    async def connect(cls, host: str, port: int) -> "RawHttpClient":
+        return cls(*await asyncio.open_connection(host, port))
+
+    async def post_json(self, path: str, payload) -> tuple[int, bytes]:
+        """POST ``payload`` as JSON; returns (status, body). Needs a Content-Length answer (no chunks)."""
+        body = json.dumps(payload).encode()
+        self._writer.write(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body))
+        status = int((await self._reader.readline()).split(b" ", 2)[1])
+        length = None
+        while (line := await self._reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        if length is None:
+            raise RuntimeError(f"the answer to POST {path} has no Content-Length; this client needs one")
+        return status, await self._reader.readexactly(length)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+async def _load(url: str, texts: list[str], concurrency: int, requests: int, seconds: float,
+                client: str = "raw") -> dict:
     """``concurrency`` clients, each posting one text at a time, until ``requests`` or ``seconds`` run out.
 
-    aiohttp, not httpx: httpx's async pool itself tops out near 120 requests/s at 64 connections here
-    (measured against ``GET /health``), which would measure the client instead of the server.
+    ``client="raw"``: :class:`RawHttpClient`, one connection per client. ``client="aiohttp"``: an aiohttp
+    session (what an app would use; it costs the shared cores about 5 times more per request).
+    Not httpx: its async pool itself tops out near 120 requests/s at 64 connections here.
     """
-    import aiohttp
-
     latencies: list[float] = []
     errors = 0
     next_index = 0
-    stop_at = time.perf_counter() + seconds
+    host, port = url.removeprefix("http://").rsplit(":", 1)
 
-    async def post(session, text: str) -> int:
-        async with session.post(f"{url}/predict", json={"inputs": text}) as response:
-            await response.read()
-            return response.status
-
-    async def client(session) -> None:
+    async def client_loop(post, stop_at: float) -> None:
         nonlocal next_index, errors
         while next_index < requests and time.perf_counter() < stop_at:
             text = texts[next_index % len(texts)]
             next_index += 1
             start = time.perf_counter()
-            if await post(session, text) != 200:
+            if await post(text) != 200:
                 errors += 1
             latencies.append(time.perf_counter() - start)
 
-    timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency), timeout=timeout) as session:
-        await asyncio.gather(*(post(session, text) for text in texts[:concurrency]))  # warm the connections
+    async def run(posts: list) -> float:
+        await asyncio.gather(*(post(text) for post, text in zip(posts, texts)))  # warm the connections
         started = time.perf_counter()
-        await asyncio.gather(*(client(session) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
+        await asyncio.gather(*(client_loop(post, started + seconds) for post in posts))
+        return time.perf_counter() - started
+
+    if client == "raw":
+        connections = [await RawHttpClient.connect(host, int(port)) for _ in range(concurrency)]
+
+        def poster(connection):
+            async def post(text: str) -> int:
+                return (await connection.post_json("/predict", {"inputs": text}))[0]
+            return post
+        try:
+            elapsed = await run([poster(c) for c in connections])
+        finally:
+            for connection in connections:
+                connection.close()
+    elif client == "aiohttp":
+        import aiohttp
+
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency),
+                                         timeout=aiohttp.ClientTimeout(total=60)) as session:
+            async def post(text: str) -> int:
+                async with session.post(f"{url}/predict", json={"inputs": text}) as response:
+                    await response.read()
+                    return response.status
+            elapsed = await run([post] * concurrency)
+    else:
+        raise ValueError(f"client must be raw or aiohttp, got {client!r}")
     return {**percentiles(latencies), "sentences_per_s": len(latencies) / elapsed, "requests": len(latencies),
-            "errors": errors, "concurrency": concurrency}
+            "errors": errors, "concurrency": concurrency, "client": client}
 
 
-def in_process(bundle: Path, variant: str | None, threads: int, texts: list[str]) -> dict:
+def run_client(coroutine):
+    """Run the load generator's coroutine on uvloop where installed (as the server does), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
+def in_process(clf, texts: list[str]) -> dict:
     """The yardsticks: one sentence (the first) repeated; every sentence once, one call each, in the order a
     concurrency-1 client sends them (p50); all sentences length-sorted at batch 32 (sentences/s)."""
-    from ortpipe.runtime import TextClassifier
-
-    clf = TextClassifier.load(bundle, variant=variant, threads=threads)
     bulk_ms = median_ms(lambda: clf(texts, batch_size=32), repeats=3)
     each = []
     for text in texts:
@@ -128,6 +187,65 @@ def in_process(bundle: Path, variant: str | None, threads: int, texts: list[str]
     return {"variant": clf.variant, "single_p50_ms": median_ms(lambda: clf(texts[0]), 300, warmup=20),
             "sentences_p50_ms": float(np.median(each) * 1000),
             "sorted_batch32_sentences_per_s": len(texts) / bulk_ms * 1000}
+
+
+# after in-process calls, ONNX Runtime's threads (spinning, as in-process defaults) busy-wait a while;
+# the server's turn starts once they have parked, so they take no core from it
+SETTLE_S = 0.05
+
+
+def paired_concurrency_1(url: str, clf, texts: list[str], chunk: int = 50) -> dict:
+    """Every sentence once through the server and once in-process, alternating in chunks of ``chunk``.
+
+    The machine's speed drifts by 10-30 % over minutes here; alternating puts the same drift into both
+    sides, so their difference is the server's own cost per request.
+    """
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    served, local = [], []
+
+    async def send(connection, batch: list[str]) -> None:
+        for text in batch:
+            start = time.perf_counter()
+            status, _ = await connection.post_json("/predict", {"inputs": text})
+            if status != 200:
+                raise RuntimeError(f"the server answered {status} to a paired request")
+            served.append(time.perf_counter() - start)
+
+    async def run() -> None:
+        connection = await RawHttpClient.connect(host, int(port))
+        try:
+            for first in range(0, len(texts), chunk):
+                batch = texts[first:first + chunk]
+                await send(connection, batch)
+                for text in batch:
+                    start = time.perf_counter()
+                    clf(text)
+                    local.append(time.perf_counter() - start)
+                await asyncio.sleep(SETTLE_S)
+        finally:
+            connection.close()
+
+    run_client(run())
+    server_ms, local_ms = float(np.median(served) * 1000), float(np.median(local) * 1000)
+    return {"server_p50_ms": server_ms, "in_process_p50_ms": local_ms, "over_in_process_ms": server_ms - local_ms}
+
+
+def paired_throughput(url: str, clf, texts: list[str], concurrency: int, rounds: int = 3,
+                      client: str = "raw") -> dict:
+    """Sentences/s at ``concurrency`` against in-process length-sorted batch 32, alternating ``rounds`` times.
+
+    As :func:`paired_concurrency_1`: the drift of the machine falls on both sides; the ratio is the median
+    of the rounds' ratios.
+    """
+    served, local = [], []
+    for _ in range(rounds):
+        served.append(run_client(_load(url, texts, concurrency, len(texts), 60.0, client))["sentences_per_s"])
+        start = time.perf_counter()
+        clf(texts, batch_size=32)
+        local.append(len(texts) / (time.perf_counter() - start))
+        time.sleep(SETTLE_S)
+    return {"server_sentences_per_s": served, "in_process_sentences_per_s": local,
+            "ratio": float(np.median([a / b for a, b in zip(served, local)]))}
 
 
 def main(argv=None) -> int:
@@ -142,16 +260,22 @@ def main(argv=None) -> int:
     parser.add_argument("--requests", type=int, default=872, help="requests per level at most")
     parser.add_argument("--seconds", type=float, default=60.0, help="seconds per level at most")
     parser.add_argument("--servers", nargs="+", default=["ortpipe-serve", "ortpipe-unbatched", "seed-fastapi"])
-    parser.add_argument("--spinning", action="store_true", help="start the ortpipe servers with --spinning")
+    parser.add_argument("--no-spinning", action="store_true", help="start the ortpipe servers with --no-spinning")
+    parser.add_argument("--client", choices=("raw", "aiohttp"), default="raw",
+                        help="the load generator's HTTP client (raw: a minimal one, the least CPU taken from "
+                             "the server; aiohttp: what an app would use)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
+    from ortpipe.runtime import TextClassifier
+
     texts = read_labelled_tsv(args.data).texts
-    reference = in_process(args.bundle, args.variant, args.threads, texts)
+    clf = TextClassifier.load(args.bundle, variant=args.variant, threads=args.threads)
+    reference = in_process(clf, texts)
     serve = [sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--bundle", str(args.bundle),
              "--threads", str(args.threads)] + (["--variant", args.variant] if args.variant else []) + (
-                ["--spinning"] if args.spinning else [])
-    report = {"machine": describe_machine(), "threads": args.threads, "spinning": args.spinning,
+                ["--no-spinning"] if args.no_spinning else [])
+    report = {"machine": describe_machine(), "threads": args.threads, "spinning": not args.no_spinning, "client": args.client,
               "data": f"{args.data.name} ({len(texts)})",
               "in_process": reference, "servers": {}}
     for name in args.servers:
@@ -169,8 +293,15 @@ def main(argv=None) -> int:
         with server(command, port) as (url, _):
             levels = {}
             for concurrency in args.concurrency:
-                levels[str(concurrency)] = asyncio.run(_load(url, texts, concurrency, args.requests, args.seconds))
+                levels[str(concurrency)] = run_client(_load(url, texts, concurrency, args.requests, args.seconds,
+                                                            args.client))
                 print(name, concurrency, json.dumps(levels[str(concurrency)]), file=sys.stderr, flush=True)
+            if name == "ortpipe-serve" and 64 in args.concurrency:
+                levels["64"]["paired"] = paired_throughput(url, clf, texts, 64, client=args.client)
+                print(name, "paired", json.dumps(levels["64"]["paired"]), file=sys.stderr, flush=True)
+            if name != "seed-fastapi" and 1 in args.concurrency:
+                levels["1"]["paired"] = paired_concurrency_1(url, clf, texts)
+                print(name, "paired", json.dumps(levels["1"]["paired"]), file=sys.stderr, flush=True)
         report["servers"][name] = levels
     print(format_report(report))
     if args.json:
@@ -186,12 +317,25 @@ def format_report(report: dict) -> str:
         for concurrency, r in levels.items():
             lines.append(f"| {name} | {concurrency} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
                          f"{r['sentences_per_s']:.0f} | {r['errors']} |")
+    paired = [f"{name}: {r['1']['paired']['server_p50_ms']:.2f} ms against {r['1']['paired']['in_process_p50_ms']:.2f} "
+              f"in-process, +{r['1']['paired']['over_in_process_ms']:.2f} ms"
+              for name, r in report["servers"].items() if "paired" in r.get("1", {})]
     each = f", each sentence once p50 {ref['sentences_p50_ms']:.2f} ms" if "sentences_p50_ms" in ref else ""
     lines += ["", f"In-process, same variant ({ref['variant']}): one sentence p50 {ref['single_p50_ms']:.2f} ms{each}; "
                   f"all sentences length-sorted at batch 32: {ref['sorted_batch32_sentences_per_s']:.0f} sentences/s.",
               f"Machine: {isa_summary(report['machine'])}, {report['machine']['cores']} cores; server threads "
-              f"{report['threads']}{' (spinning)' if report.get('spinning') else ''}; client (aiohttp) on the same "
+              f"{report['threads']}{'' if report.get('spinning', True) else ' (--no-spinning)'}; client ({report.get('client', 'aiohttp')}) on the same "
               f"machine; data {report['data']}."]
+    if "paired" in report["servers"].get("ortpipe-serve", {}).get("64", {}):
+        r = report["servers"]["ortpipe-serve"]["64"]["paired"]
+        lines.append(f"Concurrency 64, ortpipe-serve and in-process sorted batch 32 alternating "
+                     f"{len(r['server_sentences_per_s'])} times: "
+                     f"{' / '.join(f'{v:.0f}' for v in r['server_sentences_per_s'])} against "
+                     f"{' / '.join(f'{v:.0f}' for v in r['in_process_sentences_per_s'])} sentences/s, "
+                     f"median ratio {r['ratio'] * 100:.0f} %.")
+    if paired:
+        lines.append("Concurrency 1, every sentence once, server and in-process alternating in chunks of 50 "
+                     "(p50): " + "; ".join(paired) + ".")
     return "\n".join(lines)
 
 
