@@ -10,10 +10,14 @@ Servers, each started in its own process on a free 127.0.0.1 port:
 - ``seed-fastapi``: FastAPI + ``transformers.pipeline`` per request
   (:mod:`ortpipe.benchmarks.seed_server`).
 
-Each client sends one SST-2 sentence per request, back to back; a level ends
-after ``--requests`` requests or ``--seconds``, whichever comes first. The
-in-process figures of the same variant (one sentence; all sentences
-length-sorted at batch 32) are measured too, as the yardsticks.
+Each client sends one SST-2 sentence per request, back to back, on its own
+keep-alive connection (:class:`RawHttpClient`; ``--client aiohttp`` for
+aiohttp); a level ends after ``--requests`` requests or ``--seconds``,
+whichever comes first. The in-process figures of the same variant (one
+sentence; every sentence once; all sentences length-sorted at batch 32) are
+measured too, as the yardsticks, and measured again alternating with the
+server (:func:`paired_concurrency_1`, :func:`paired_throughput`), since the
+machine's speed drifts between levels.
 """
 
 from __future__ import annotations
@@ -230,7 +234,7 @@ def paired_concurrency_1(url: str, clf, texts: list[str], chunk: int = 50) -> di
     return {"server_p50_ms": server_ms, "in_process_p50_ms": local_ms, "over_in_process_ms": server_ms - local_ms}
 
 
-def paired_throughput(url: str, clf, texts: list[str], concurrency: int, rounds: int = 3,
+def paired_throughput(url: str, clf, texts: list[str], concurrency: int, rounds: int = 5,
                       client: str = "raw") -> dict:
     """Sentences/s at ``concurrency`` against in-process length-sorted batch 32, alternating ``rounds`` times.
 
@@ -275,8 +279,8 @@ def main(argv=None) -> int:
     serve = [sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--bundle", str(args.bundle),
              "--threads", str(args.threads)] + (["--variant", args.variant] if args.variant else []) + (
                 ["--no-spinning"] if args.no_spinning else [])
-    report = {"machine": describe_machine(), "threads": args.threads, "spinning": not args.no_spinning, "client": args.client,
-              "data": f"{args.data.name} ({len(texts)})",
+    report = {"machine": describe_machine(), "threads": args.threads, "spinning": not args.no_spinning,
+              "client": args.client, "data": f"{args.data.name} ({len(texts)})",
               "in_process": reference, "servers": {}}
     for name in args.servers:
         port = free_port()
@@ -324,8 +328,8 @@ def format_report(report: dict) -> str:
     lines += ["", f"In-process, same variant ({ref['variant']}): one sentence p50 {ref['single_p50_ms']:.2f} ms{each}; "
                   f"all sentences length-sorted at batch 32: {ref['sorted_batch32_sentences_per_s']:.0f} sentences/s.",
               f"Machine: {isa_summary(report['machine'])}, {report['machine']['cores']} cores; server threads "
-              f"{report['threads']}{'' if report.get('spinning', True) else ' (--no-spinning)'}; client ({report.get('client', 'aiohttp')}) on the same "
-              f"machine; data {report['data']}."]
+              f"{report['threads']}{'' if report.get('spinning', True) else ' (--no-spinning)'}; client "
+              f"({report.get('client', 'aiohttp')}) on the same machine; data {report['data']}."]
     if "paired" in report["servers"].get("ortpipe-serve", {}).get("64", {}):
         r = report["servers"]["ortpipe-serve"]["64"]["paired"]
         lines.append(f"Concurrency 64, ortpipe-serve and in-process sorted batch 32 alternating "

@@ -23,7 +23,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 from ray import serve
@@ -127,7 +127,8 @@ class OrtpipeReplica:
 
         self.clf = TextClassifier.load(materialize(shipped), variant=shipped.variant, provider=options.provider,
                                        threads=options.threads, spinning=False, memory=options.memory)
-        self.config = options.config
+        # one batch at a time per replica (ServeBatcher): /info shows it; replicas are what run side by side
+        self.config = replace(options.config, concurrent_batches=1)
 
     def __serve_build_asgi_app__(self):
         from ortpipe.serve.app import create_app

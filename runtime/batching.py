@@ -1,8 +1,10 @@
 """The one batching loop: length-sorted batches, results back in input order.
 
 Every entry point that classifies many texts (``TextClassifier.__call__``,
-the CLI, the benchmarks, the server's dynamic batcher) goes through
-:func:`run_in_batches`.
+the CLI, the benchmarks, Ray's actors and replicas) goes through
+:func:`run_in_batches`. The server's dynamic batcher, which runs a window's
+batches on several worker threads at once, plans them with the same
+:func:`plan_batches`.
 """
 
 from __future__ import annotations

@@ -12,12 +12,14 @@ class ServeConfig:
 
     host: str = "127.0.0.1"
     port: int = 8080
-    # padded tokens per model call; by measurement 1024 beat 4096 (less padding), 512 matched 1024 while
-    # holding 40 MB less in a 10-minute soak, and with two batches side by side 256 beat 512 at 64 clients
-    max_batch_tokens: int = 256
+    # padded tokens per model call; by measurement 1024 beat 4096 (less padding), and 512 matched 1024
+    # while holding 40 MB less in a 10-minute soak (with --concurrent-batches 2, 256 did better)
+    max_batch_tokens: int = 512
     max_batch_size: int = 64  # texts per model call
     max_wait_ms: float = 2.0  # how long the batcher waits for more texts once one is queued
-    concurrent_batches: int = 2  # model calls at once, each from its own worker thread
+    # model calls at once, each from its own worker thread; 2 is faster at high concurrency but holds
+    # more memory (a second session, two calls' activations): see the README's "Serve over HTTP"
+    concurrent_batches: int = 1
     max_client_batch: int = 256  # texts per request
     max_body: int = 4 * 1024 * 1024  # bytes per request body
     max_queue: int = 4096  # texts waiting for the model, all requests together

@@ -40,12 +40,13 @@ ENGINES = ["local", pytest.param("ray", marks=pytest.mark.skipif(
 def running_server(bundle: Path, home: Path, *flags: str, engine: str = "local"):
     """``ortpipe serve`` on a free loopback port; yields (url, process) once ``/ready`` is 200.
 
-    Locally on 2 threads, so batches side by side run on the one-thread session and lone ones on the
-    2-thread session; a Ray replica on 1 CPU.
+    Locally on 2 threads with 2 batches at once, so batches side by side run on the one-thread session
+    and lone ones on the 2-thread session; a Ray replica on 1 CPU.
     """
     port = free_port()
+    local = ["--threads", "2", "--concurrent-batches", "2"] if engine == "local" else ["--threads", "1"]
     command = [sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--bundle", str(bundle), "--port", str(port),
-               "--threads", "2" if engine == "local" else "1", "--engine", engine, *flags]
+               *local, "--engine", engine, *flags]
     env = {**os.environ, "ORTPIPE_HOME": str(home), "RAY_ADDRESS": ""}
     with serve_process(command, port, ready_timeout=60 if engine == "local" else 150, env=env) as running:
         yield running
@@ -107,12 +108,14 @@ def test_other_routes_answer_like_predict(server):
         assert httpx.post(f"{server}{route}", json={"inputs": "good"}, timeout=10).json() == expected
 
 
-def test_health_ready_info_metrics_docs(server):
+def test_health_ready_info_metrics_docs(server, request):
     assert httpx.get(f"{server}/health").json() == {"status": "ok"}
     assert httpx.get(f"{server}/ready").status_code == 200
     info = httpx.get(f"{server}/info").json()
     assert info["variant"] == "optimized" and info["labels"] == ["LABEL_A", "LABEL_B", "LABEL_C"]
     assert info["limits"]["max_client_batch"] == 32 and info["limits"]["max_queue"] == 4096
+    # a Ray replica runs one batch at a time, whatever the flag: replicas are what run side by side
+    assert info["limits"]["concurrent_batches"] == (2 if request.node.callspec.params["server"] == "local" else 1)
     assert info["memory"]["setting"] == "shrink" and info["memory"]["requested"] == "lean"
     metrics = httpx.get(f"{server}/metrics").text
     assert 'ortpipe_memory_info{requested="lean",setting="shrink"} 1.0' in metrics
