@@ -259,7 +259,8 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", type=Path, help="PyTorch checkpoint for seed-fastapi "
                                                         "(default: rebuilt for the default bundle)")
     parser.add_argument("--data", type=Path, default=sst2_dir() / "test.tsv")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="the servers' threads (the in-process yardsticks load as they do by default)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--requests", type=int, default=872, help="requests per level at most")
     parser.add_argument("--seconds", type=float, default=60.0, help="seconds per level at most")
@@ -274,7 +275,7 @@ def main(argv=None) -> int:
     from ortpipe.runtime import TextClassifier
 
     texts = read_labelled_tsv(args.data).texts
-    clf = TextClassifier.load(args.bundle, variant=args.variant, threads=args.threads)
+    clf = TextClassifier.load(args.bundle, variant=args.variant)  # the yardstick: in-process as it loads by default
     reference = in_process(clf, texts)
     serve = [sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--bundle", str(args.bundle),
              "--threads", str(args.threads)] + (["--variant", args.variant] if args.variant else []) + (
