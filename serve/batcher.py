@@ -177,7 +177,7 @@ class Batcher:
                     self._arrived_while_running = 0
                     self._plan(self._take())
                     continue
-                self._start_worker(self._planned.popleft())
+                self._start_worker()
 
     def _plan(self, window: list[_Pending]) -> None:
         if not window:
@@ -187,11 +187,12 @@ class Batcher:
             self._planned.append([window[i] for i in indices])
         self._out_of_queue += len(window)
 
-    def _start_worker(self, batch: list[_Pending]) -> None:
-        """A worker thread that runs ``batch``, then planned batches until none is left (windows planned
+    def _start_worker(self) -> None:
+        """A worker thread for the next planned batch, then the next ones until none is left (windows planned
         meanwhile included)."""
         loop = asyncio.get_running_loop()
-        self._free_workers -= 1
+        self._free_workers -= 1  # before the batch leaves the plan, so that ``alone`` never sees neither
+        batch = self._planned.popleft()
         running = loop.run_in_executor(self._pool, self._run_planned, batch, loop)
         self._running.add(running)
 
