@@ -91,8 +91,10 @@ class RawHttpClient:
         self._reader, self._writer = reader, writer
 
     @classmethod
-    async def connect(cls, host: str, port: int) -> "RawHttpClient":
-        return cls(*await asyncio.open_connection(host, port))
+    async def connect(cls, url: str) -> "RawHttpClient":
+        """A connection to ``http://HOST:PORT``."""
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        return cls(*await asyncio.open_connection(host, int(port)))
 
     async def post_json(self, path: str, payload) -> tuple[int, bytes]:
         """POST ``payload`` as JSON; returns (status, body). Needs a Content-Length answer (no chunks)."""
@@ -124,7 +126,6 @@ async def _load(url: str, texts: list[str], concurrency: int, requests: int, sec
     latencies: list[float] = []
     errors = 0
     next_index = 0
-    host, port = url.removeprefix("http://").rsplit(":", 1)
 
     async def client_loop(post, stop_at: float) -> None:
         nonlocal next_index, errors
@@ -143,7 +144,7 @@ async def _load(url: str, texts: list[str], concurrency: int, requests: int, sec
         return time.perf_counter() - started
 
     if client == "raw":
-        connections = [await RawHttpClient.connect(host, int(port)) for _ in range(concurrency)]
+        connections = [await RawHttpClient.connect(url) for _ in range(concurrency)]
 
         def poster(connection):
             async def post(text: str) -> int:
@@ -179,15 +180,21 @@ def run_client(coroutine):
     return uvloop.run(coroutine)
 
 
+def seconds_each(clf, texts: list[str]) -> list[float]:
+    """Seconds of one in-process call per text, in order: what a concurrency-1 client would wait less HTTP."""
+    seconds = []
+    for text in texts:
+        start = time.perf_counter()
+        clf(text)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
 def in_process(clf, texts: list[str]) -> dict:
     """The yardsticks: one sentence (the first) repeated; every sentence once, one call each, in the order a
     concurrency-1 client sends them (p50); all sentences length-sorted at batch 32 (sentences/s)."""
     bulk_ms = median_ms(lambda: clf(texts, batch_size=32), repeats=3)
-    each = []
-    for text in texts:
-        start = time.perf_counter()
-        clf(text)
-        each.append(time.perf_counter() - start)
+    each = seconds_each(clf, texts)
     return {"variant": clf.variant, "single_p50_ms": median_ms(lambda: clf(texts[0]), 300, warmup=20),
             "sentences_p50_ms": float(np.median(each) * 1000),
             "sorted_batch32_sentences_per_s": len(texts) / bulk_ms * 1000}
@@ -204,7 +211,6 @@ def paired_concurrency_1(url: str, clf, texts: list[str], chunk: int = 50) -> di
     The machine's speed drifts by 10-30 % over minutes here; alternating puts the same drift into both
     sides, so their difference is the server's own cost per request.
     """
-    host, port = url.removeprefix("http://").rsplit(":", 1)
     served, local = [], []
 
     async def send(connection, batch: list[str]) -> None:
@@ -216,15 +222,12 @@ def paired_concurrency_1(url: str, clf, texts: list[str], chunk: int = 50) -> di
             served.append(time.perf_counter() - start)
 
     async def run() -> None:
-        connection = await RawHttpClient.connect(host, int(port))
+        connection = await RawHttpClient.connect(url)
         try:
             for first in range(0, len(texts), chunk):
                 batch = texts[first:first + chunk]
                 await send(connection, batch)
-                for text in batch:
-                    start = time.perf_counter()
-                    clf(text)
-                    local.append(time.perf_counter() - start)
+                local.extend(seconds_each(clf, batch))
                 await asyncio.sleep(SETTLE_S)
         finally:
             connection.close()

@@ -37,7 +37,7 @@ def test_a_level_stops_after_its_request_count(url, client):
 
 def test_the_raw_client_reads_statuses_and_bodies(url):
     async def main():
-        client = await RawHttpClient.connect("127.0.0.1", int(url.rsplit(":", 1)[1]))
+        client = await RawHttpClient.connect(url)
         try:
             return [await client.post_json("/predict", body) for body in ({"inputs": "fine"}, {"nope": 1},
                                                                           {"inputs": "again"})]
