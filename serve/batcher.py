@@ -139,10 +139,7 @@ class Batcher:
         self._queue.extend(pending)
         self._wakeup.set()
         try:
-            if len(pending) == 1:  # the usual case: no gather to set up
-                rows = [await pending[0].future]
-            else:
-                rows = await asyncio.gather(*(p.future for p in pending))
+            rows = await asyncio.gather(*(p.future for p in pending))
         finally:
             for p in pending:  # a client that left: its texts still queued are dropped, not run
                 if not p.future.done():
