@@ -32,7 +32,7 @@ from ortpipe.distributed.shipping import ShippedBundle, materialize, ship_bundle
 from ortpipe.runtime.batching import check_batch_size
 from ortpipe.runtime.errors import InputError, OrtpipeError
 from ortpipe.runtime.stream import (IN_FORMATS, Row, check_on_error, check_record, classify_rows, format_of,
-                                    output_columns, parquet_schema, parquet_table)
+                                    output_columns, output_kwargs, parquet_schema, parquet_table)
 
 CHUNK_ROWS = 2048
 ACTORS_START_S = 300  # how long the actors may take to start (fetch and check the bundle, load the model)
@@ -78,6 +78,7 @@ class BatchOptions:
     provider: str
     provenance: bool
     columns: tuple[str, ...] = field(default=())
+    windowing: tuple = (None, None, None, False)  # window, stride, aggregate, return_windows
 
 
 class BundleActor:
@@ -95,7 +96,8 @@ class BundleActor:
                                        threads=options.threads, spinning=False, memory=options.memory)
         self.options = options
         self.schema = parquet_schema(options.columns)
-        self.kwargs = {} if options.top_k is None else {"top_k": None if options.top_k == "all" else options.top_k}
+        self.clf.window_options(*options.windowing)
+        self.kwargs = output_kwargs(options.top_k, *options.windowing)
         self.node = ray.get_runtime_context().get_node_id()
 
     def __call__(self, batch):
@@ -165,8 +167,9 @@ def classify_with_ray(source: str | Path, out: str | Path, *, bundle: str | Path
                       pair_column: str | None = None, field: str = "text", keep: Sequence[str] | None = None,
                       on_error: str = "raise", chunk_rows: int = CHUNK_ROWS, batch_size: int | None = None,
                       top_k: Any = None, memory: str | None = None, provider: str = "auto",
-                      actor_resources: dict | None = None,
-                      provenance: bool = False, quiet: bool = False) -> RayReport:
+                      actor_resources: dict | None = None, provenance: bool = False, quiet: bool = False,
+                      window: int | str | None = None, stride: int | None = None, aggregate: str | None = None,
+                      return_windows: bool = False) -> RayReport:
     """Classify every row of ``source`` into Parquet files in the folder ``out``, on Ray Data.
 
     Args:
@@ -193,7 +196,8 @@ def classify_with_ray(source: str | Path, out: str | Path, *, bundle: str | Path
             check_batch_size(value, name)
     column = "text" if fmt == "text" else (field if fmt == "jsonl" else column)
     keep = tuple(("text",) if fmt == "text" else ()) if keep is None else tuple(keep)
-    columns = (*output_columns(keep, top_k, numbered=False), *(PROVENANCE_COLUMNS if provenance else ()))
+    columns = (*output_columns(keep, top_k, numbered=False, windows=return_windows),
+               *(PROVENANCE_COLUMNS if provenance else ()))
 
     ray = import_ray()
     connect(address, quiet)
@@ -206,7 +210,7 @@ def classify_with_ray(source: str | Path, out: str | Path, *, bundle: str | Path
     actors = actors or default_actors(threads)
     shipped = ship_bundle(bundle, variant)
     options = BatchOptions(str(source), column, pair_column, keep, on_error, batch_size, top_k, threads, memory,
-                           provider, provenance, columns)
+                           provider, provenance, columns, (window, stride, aggregate, return_windows))
     dataset = read_dataset(source, fmt, column, pair_column).map_batches(
         BundleActor, fn_constructor_args=(shipped, options), batch_size=chunk_rows, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=threads, resources=actor_resources)

@@ -64,6 +64,7 @@ class BuildOptions:
     threads: int | None = None
     notes: tuple[str, ...] = ()
     source_name: str | None = None
+    window: int | None = None  # the recommended window for long texts, recorded in the manifest
 
 
 class Progress:
@@ -140,6 +141,7 @@ def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildO
         progress.step(f"exporting {model} to ONNX with optimum")
         source = _export_source(model, staging, options)
 
+        _check_window(options.window, source.tokenizer.max_length)
         progress.step("validating fp32 ONNX against PyTorch (batch sizes 1, 3, 8)")
         variants = {"fp32": _fp32_variant(source, staging, options)}
         if options.optimize:
@@ -355,6 +357,14 @@ def _score_accuracy(variants: dict[str, _Candidate], tokenizer: TextTokenizer, e
             int8["passed"] = False
 
 
+def _check_window(window: int | None, max_length: int) -> None:
+    """A recommended window must fit the model (``ortpipe export --window``)."""
+    from ortpipe.runtime.windows import MIN_WINDOW
+
+    if window is not None and not MIN_WINDOW <= window <= max_length:
+        raise ExportError(f"--window {window} must be from {MIN_WINDOW} to the model's limit of {max_length} tokens")
+
+
 def _manifest(model: str, source: _Source, variants: dict[str, _Candidate], default: str, staging: Path,
               options: BuildOptions) -> Manifest:
     """The bundle's self-description, with the sha256 of every file in ``staging``."""
@@ -382,4 +392,5 @@ def _manifest(model: str, source: _Source, variants: dict[str, _Candidate], defa
         architecture=architecture_of(config),
         library_versions=_library_versions(),
         notes=options.notes,
+        window=options.window,
     )

@@ -40,6 +40,9 @@ def add_commands(subparsers) -> None:
     export.add_argument("--atol", type=float, default=1e-4, help="max |Δlogit| against PyTorch (default 1e-4)")
     export.add_argument("--opset", type=int, help="ONNX opset (default: optimum's choice)")
     export.add_argument("--threads", type=int, help="ONNX Runtime threads for validation and timing")
+    export.add_argument("--window", type=int,
+                        help="the recommended window for long texts, in tokens (recorded in the manifest; what "
+                             "window='auto' and --window auto use; default bundle: 256)")
     export.set_defaults(run=_run_export)
 
     finetune = subparsers.add_parser(
@@ -64,7 +67,7 @@ def _run_export(args) -> int:
 
     options = BuildOptions(optimize=args.optimize, quantize=None if args.quantize == "none" else args.quantize,
                            atol=args.atol, eval_data=args.eval_data, opset=args.opset, threads=args.threads,
-                           fp16=args.fp16)
+                           fp16=args.fp16, window=args.window)
     if args.model is None:
         manifest, out = build_default_bundle(args.out, options)
     else:

@@ -12,6 +12,7 @@ A classifier holds no per-call state, so threads may share one.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,6 +32,7 @@ from ortpipe.runtime.postprocess import apply_function, resolve_function
 from ortpipe.runtime.probes import ProbeReport
 from ortpipe.runtime.predict import best_label, check_top_k, top_labels
 from ortpipe.runtime.tokenize import Encoded, TextInput, TextTokenizer
+from ortpipe.runtime.windows import WindowOptions, attach_windows, split_texts, window_options
 
 DEFAULT_BATCH_SIZE = 32
 _UNSET: Any = object()
@@ -57,6 +59,8 @@ class TextClassifier:
         self.model = OnnxModel(bundle.model_path, provider=provider, threads=threads, spinning=spinning,
                                memory=memory)
         self.provider = self.model.provider
+        self._truncated = 0
+        self._truncated_lock = threading.Lock()
 
     @classmethod
     def load(cls, path: str | Path | None = None, variant: str | None = None, provider: str = "auto",
@@ -158,6 +162,18 @@ class TextClassifier:
         """
         return DEFAULT_BATCH_SIZE if self.batch_invariant else 1
 
+    @property
+    def truncated_texts(self) -> int:
+        """Texts this classifier cut to the model's limit so far (windows off, ``truncation=True``)."""
+        return self._truncated
+
+    def window_options(self, window: Any = None, stride: Any = None, aggregate: Any = None,
+                       return_windows: Any = False, truncation: bool = True) -> WindowOptions | None:
+        """The checked window settings of a call (None: windows off); see :func:`.windows.window_options`."""
+        return window_options(window, stride, aggregate, return_windows, max_length=self.manifest.max_length,
+                              recommended=self.manifest.window, special_tokens=self.tokenizer.special_tokens,
+                              truncation=truncation)
+
     def __repr__(self) -> str:
         return (f"TextClassifier(bundle={str(self.bundle.path)!r}, variant={self.variant!r}, "
                 f"provider={self.provider!r}, labels={self.labels!r})")
@@ -188,7 +204,9 @@ class TextClassifier:
 
     def __call__(self, inputs: str | dict | Sequence[str | dict], top_k: int | None = _UNSET,
                  function_to_apply: str | None = None, batch_size: int | None = None,
-                 truncation: bool = True, sort_by_length: bool = True, max_batch_tokens: int | None = _UNSET) -> list:
+                 truncation: bool = True, sort_by_length: bool = True, max_batch_tokens: int | None = _UNSET,
+                 window: int | str | None = None, stride: int | None = None, aggregate: str | None = None,
+                 return_windows: bool = False) -> list:
         """Classify texts; arguments and output shapes follow ``transformers.pipeline``.
 
         Args:
@@ -203,11 +221,19 @@ class TextClassifier:
             max_batch_tokens: padded tokens (rows × longest row) per ONNX Runtime call at
                 most; unset: 512 with ``memory="lean"`` (what bounds the working memory),
                 none with ``"fast"``; None: no cap.
+            window: None (default) reads the first ``max_length`` tokens, as the pipeline does;
+                an int (tokens per window, special tokens included) or ``"auto"`` (the bundle's
+                recommended window) classifies each text whole through overlapping windows.
+            stride: tokens shared by consecutive windows (default: a quarter of the window).
+            aggregate: how window logits become one answer: ``"mean"`` (default), ``"max"``, ``"first"``.
+            return_windows: add each window's character span, label and score to each text's result.
 
         Returns:
             As the pipeline: ``[{'label', 'score'}]`` for a str; a dict for one
             text pair; one entry per text for a list. With ``top_k`` set, each
-            entry is a list of dicts.
+            entry is a list of dicts. With ``return_windows``, each entry is
+            ``{'label', 'score', 'windows': [...]}`` (``{'labels': [...], 'windows'}``
+            with ``top_k``), a window being ``{'start', 'end', 'label', 'score'}``.
         """
         given = normalize_inputs(inputs)
         legacy = top_k is _UNSET
@@ -215,21 +241,46 @@ class TextClassifier:
             check_top_k(top_k, len(self.labels))
         batch_size = self.default_batch_size() if batch_size is None else check_batch_size(batch_size)
         function = resolve_function(function_to_apply, self.manifest.problem_type, self.manifest.num_labels)
-        if not given.items:
-            return []
-        encodings = self.tokenizer.encode(given.items, truncation)
-
-        def classify(batch: list) -> list:
-            scores = apply_function(self.model(self.tokenizer.collate(batch)), function)
-            return best_label(scores, self.labels) if legacy else top_labels(scores, self.labels, top_k)
-
+        windows = self.window_options(window, stride, aggregate, return_windows, truncation)
         if max_batch_tokens is _UNSET:
             max_batch_tokens = self.memory.max_batch_tokens
         elif max_batch_tokens is not None:
             check_batch_size(max_batch_tokens, "max_batch_tokens")
-        results = run_in_batches(encodings, [len(e.ids) for e in encodings], batch_size, classify,
-                                 sort_by_length, max_batch_tokens)
+        if not given.items:
+            return []
+
+        def label(scores: np.ndarray) -> list:
+            return best_label(scores, self.labels) if legacy else top_labels(scores, self.labels, top_k)
+
+        if windows is not None:
+            results = self._classify_windows(given.items, windows, function, label, batch_size, sort_by_length,
+                                             max_batch_tokens)
+        else:
+            encodings = self.tokenizer.encode(given.items, truncation)
+            truncated = self.tokenizer.truncated(encodings) if truncation is not False else 0
+            if truncated:
+                with self._truncated_lock:
+                    self._truncated += truncated
+            results = run_in_batches(encodings, [len(e.ids) for e in encodings], batch_size,
+                                     lambda batch: label(apply_function(self._logits(batch), function)),
+                                     sort_by_length, max_batch_tokens)
         if given.single:
             return [results[0]] if given.single_str and legacy else results[0]
         return results
 
+    def _logits(self, batch: list) -> np.ndarray:
+        """Stages 1b and 2 for one batch of encodings (or windows): collate, run."""
+        return self.model(self.tokenizer.collate(batch))
+
+    def _classify_windows(self, items: list, options: WindowOptions, function: str, label, batch_size: int,
+                          sort_by_length: bool, max_batch_tokens: int | None) -> list:
+        """Every window of every text through the one batching loop, then aggregated per text."""
+        split = split_texts(self.tokenizer, items, options)
+        rows = run_in_batches(split.windows, split.lengths, batch_size, lambda batch: list(self._logits(batch)),
+                              sort_by_length, max_batch_tokens)
+        logits = np.stack(rows)
+        results = label(apply_function(split.aggregate(logits, options.aggregate), function))
+        if not options.return_windows:
+            return results
+        details = split.details(apply_function(logits, function), self.labels)
+        return [attach_windows(result, own) for result, own in zip(results, details)]

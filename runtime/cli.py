@@ -77,8 +77,50 @@ def _add_classify(subparsers) -> None:
                              "scores otherwise depend on batch neighbours)")
     parser.add_argument("--explain", action="store_true",
                         help="walk the four stages for each text: tokens, ids, logits, probabilities, prediction")
+    add_window_arguments(parser)
+    parser.add_argument("--return-windows", action="store_true",
+                        help="with --window: add each window's character span, label and score to each result")
     add_memory_argument(parser)
     parser.set_defaults(run=_run_classify)
+
+
+def window_value(raw: str) -> int | str:
+    """``--window``'s value: ``auto`` or a number of tokens."""
+    if raw == "auto":
+        return raw
+    try:
+        return int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of tokens or 'auto', got {raw!r}") from None
+
+
+def add_window_arguments(parser, window_help: str = "") -> None:
+    """``--window N|auto``, ``--stride N``, ``--aggregate mean|max|first``: long texts classified whole."""
+    from ortpipe.runtime.windows import AGGREGATES
+
+    parser.add_argument("--window", type=window_value, metavar="N|auto",
+                        help="classify each text whole through overlapping windows of N tokens (special tokens "
+                             "included; auto: the bundle's recommended window) instead of its first max-length "
+                             f"tokens{window_help}")
+    parser.add_argument("--stride", type=int, help="with --window: tokens shared by consecutive windows (default: a "
+                                                   "quarter of the window)")
+    parser.add_argument("--aggregate", choices=AGGREGATES,
+                        help="with --window: how window logits become one answer (default mean; max: a label found "
+                             "in any window, for multi-label; first)")
+
+
+def window_kwargs(args) -> dict:
+    """The window arguments of a parsed command line, as ``TextClassifier.__call__`` takes them."""
+    return {"window": args.window, "stride": args.stride, "aggregate": args.aggregate,
+            "return_windows": getattr(args, "return_windows", False)}
+
+
+def truncation_notice(truncated: int, total: int, max_length: int) -> str | None:
+    """The line printed when texts were cut to the model's limit (None when none was)."""
+    if not truncated:
+        return None
+    return (f"ortpipe: {truncated:,} of {total:,} texts were longer than the model's {max_length} tokens and were "
+            "truncated; --window auto classifies them whole")
 
 
 def _add_doctor(subparsers) -> None:
@@ -142,9 +184,12 @@ def _run_classify(args) -> int:
         if not args.file or not args.out:
             raise InputError("--engine ray classifies a --file into an --out folder of Parquet files: give both")
         return importlib.import_module(_RAY_CLI).classify(args)
+    if args.explain and args.window is not None:
+        raise InputError("--explain walks one model call per text: give no --window with it")
     texts = None if args.file else _read_texts(args)
     clf = TextClassifier.load(args.bundle, variant=args.variant, provider=args.provider, threads=args.threads,
                               memory=args.memory)
+    clf.window_options(**window_kwargs(args))  # a bad window setting is refused before any text is read
     if args.file:
         return _classify_file(clf, args)
     if args.explain:
@@ -153,11 +198,18 @@ def _run_classify(args) -> int:
         return 0
     top_k = None if args.all_labels else args.top_k
     kwargs = {"top_k": top_k} if (args.all_labels or args.top_k is not None) else {}
-    results = clf(texts, batch_size=args.batch_size, **kwargs)
+    results = clf(texts, batch_size=args.batch_size, **kwargs, **window_kwargs(args))
     for text, result in zip(texts, results):
         record = {"text": text, **result} if isinstance(result, dict) else {"text": text, "labels": result}
         print(json.dumps(record, ensure_ascii=False))
+    _notice_truncation(clf, len(texts))
     return 0
+
+
+def _notice_truncation(clf, total: int) -> None:
+    notice = truncation_notice(clf.truncated_texts, total, clf.manifest.max_length)
+    if notice:
+        print(notice, file=sys.stderr)
 
 
 def _classify_file(clf, args) -> int:
@@ -168,11 +220,12 @@ def _classify_file(clf, args) -> int:
                            column=args.column, pair_column=args.pair_column, field=args.field, keep=args.keep,
                            on_error=args.on_error, resume=args.resume, chunk_rows=args.chunk_rows or CHUNK_ROWS,
                            batch_size=args.batch_size, top_k=top_k,
-                           progress=not args.quiet and sys.stderr.isatty())
+                           progress=not args.quiet and sys.stderr.isatty(), **window_kwargs(args))
     if args.out:
         resumed = f", after {report.resumed_after} rows done before" if report.resumed_after else ""
         print(f"ortpipe: {report.rows} rows written to {args.out} ({report.errors} with an error){resumed}",
               file=sys.stderr)
+    _notice_truncation(clf, report.rows - report.errors)
     return 0
 
 

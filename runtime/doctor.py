@@ -83,8 +83,8 @@ def diagnose(bundle_path: str | Path | None = None, provider: str = "auto", thre
     else:
         chosen, why = choose_variant(manifest, default_report)
     return {"machine": machine, "bundle": str(default.path), "memory": memory_in_force,
-            "format_version": manifest.format_version,
-            "default_variant": manifest.default_variant, "variants": variants, "chosen": chosen, "why": why}
+            "format_version": manifest.format_version, "max_length": manifest.max_length,
+            "window": manifest.window, "default_variant": manifest.default_variant, "variants": variants, "chosen": chosen, "why": why}
 
 
 def off_device_ops(placement: dict, provider: str) -> str:
@@ -93,6 +93,13 @@ def off_device_ops(placement: dict, provider: str) -> str:
         return ""
     on_cpu = placement.get("CPUExecutionProvider", {})
     return ", ".join(f"{op} ×{n}" if n > 1 else op for op, n in sorted(on_cpu.items()))
+
+
+def _window_line(report: dict) -> str:
+    limit = f"the model reads {report['max_length']} tokens at most"
+    if report.get("window"):
+        return f"{limit}; recommended window {report['window']} tokens (window='auto', --window auto)"
+    return f"{limit}; no recommended window (window='auto' uses {report['max_length']})"
 
 
 def format_report(report: dict) -> str:
@@ -109,6 +116,7 @@ def format_report(report: dict) -> str:
         f"cuda device  {machine.get('cuda_device') or 'none'}",
         f"memory       {(report['memory'] or {}).get('description', 'no variant could be loaded')}",
         f"bundle       {report['bundle']} (format {report['format_version']}, default {report['default_variant']!r})",
+        f"long texts   {_window_line(report)}",
     ]
     places = {v["validated_on"] or "not recorded (older bundle)" for v in report["variants"].values()}
     one_place = len(places) == 1

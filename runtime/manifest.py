@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ortpipe.runtime.errors import BundleError
+from ortpipe.runtime.windows import MIN_WINDOW
 
 MANIFEST_NAME = "ortpipe.json"
 FORMAT_VERSION = 2
@@ -61,6 +62,8 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     library_versions: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    # the recommended window for long texts (tokens per window, ``window="auto"``); None: the model's limit
+    window: int | None = None
 
     @property
     def num_labels(self) -> int:
@@ -146,6 +149,11 @@ def read_manifest(bundle_dir: str | Path) -> Manifest:
     max_length = _require(data, "max_length", int, path)
     if max_length < 2:
         raise BundleError(f"{path}: max_length {max_length} is too small")
+    window = data.get("window")
+    if window is not None and (not isinstance(window, int) or isinstance(window, bool)
+                               or not MIN_WINDOW <= window <= max_length):
+        raise BundleError(f"{path}: window {window!r} must be an int from {MIN_WINDOW} to max_length "
+                          f"({max_length}) tokens")
     return Manifest(
         source_model=_require(data, "source_model", str, path),
         model_type=_require(data, "model_type", str, path),
@@ -166,6 +174,7 @@ def read_manifest(bundle_dir: str | Path) -> Manifest:
         format_version=version,
         library_versions=data.get("library_versions", {}),
         notes=tuple(data.get("notes", ())),
+        window=window,
     )
 
 

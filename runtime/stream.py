@@ -215,9 +215,19 @@ class _Output:
                             for r in records)
 
 
-def output_columns(keep: Sequence[str], top_k: Any, numbered: bool = True) -> list[str]:
-    """The columns of an output row: ``row``, the kept ones, the prediction, ``error``."""
-    return [*(["row"] if numbered else []), *keep, *(["label", "score"] if top_k is None else ["labels"]), "error"]
+def output_columns(keep: Sequence[str], top_k: Any, numbered: bool = True, windows: bool = False) -> list[str]:
+    """The columns of an output row: ``row``, the kept ones, the prediction, ``windows``, ``error``."""
+    return [*(["row"] if numbered else []), *keep, *(["label", "score"] if top_k is None else ["labels"]),
+            *(["windows"] if windows else []), "error"]
+
+
+def output_kwargs(top_k: Any, window: Any = None, stride: Any = None, aggregate: Any = None,
+                  return_windows: bool = False) -> dict:
+    """The classifier's keyword arguments for a file's ``top_k`` (None, an int or ``"all"``) and window options."""
+    kwargs = {} if top_k is None else {"top_k": None if top_k == "all" else top_k}
+    if window is not None:
+        kwargs.update(window=window, stride=stride, aggregate=aggregate, return_windows=return_windows)
+    return kwargs
 
 
 def parquet_schema(columns: Sequence[str]):
@@ -294,7 +304,9 @@ def classify_file(clf, source: str | Path, out: str | Path | None = None, *, in_
                   out_format: str | None = None, column: str = "text", pair_column: str | None = None,
                   field: str = "text", keep: Sequence[str] | None = None, on_error: str = "raise",
                   resume: bool = False, chunk_rows: int = CHUNK_ROWS, batch_size: int | None = None,
-                  top_k: Any = None, progress: bool = False) -> StreamReport:
+                  top_k: Any = None, progress: bool = False, window: int | str | None = None,
+                  stride: int | None = None, aggregate: str | None = None,
+                  return_windows: bool = False) -> StreamReport:
     """Classify every row of ``source`` into ``out`` (None: JSON Lines on stdout), a chunk at a time.
 
     Args:
@@ -303,6 +315,9 @@ def classify_file(clf, source: str | Path, out: str | Path | None = None, *, in_
             stays written) or ``"skip"`` (the row is written with an ``error`` field instead).
         resume: continue an interrupted run into the same ``out`` (JSON Lines or CSV).
         top_k: None for ``label``/``score``; an int for the K best labels; ``"all"`` for every label.
+        window, stride, aggregate, return_windows: long texts classified whole, as in
+            :meth:`TextClassifier.__call__ <ortpipe.runtime.classifier.TextClassifier.__call__>`; a row's
+            windows are classified within its chunk (``windows`` is then an output column too).
     """
     fmt = format_of(source, in_format, IN_FORMATS, "text")
     ofmt = "jsonl" if out is None else format_of(out, out_format, OUT_FORMATS, "jsonl")
@@ -312,9 +327,10 @@ def classify_file(clf, source: str | Path, out: str | Path | None = None, *, in_
     if resume and (out is None or ofmt == "parquet"):
         raise InputError("resume needs --out in JSON Lines or CSV (a Parquet file cut short has no footer)")
     rows = read_rows(source, fmt, column, pair_column, field, keep)
-    columns = output_columns(keep, top_k)
+    clf.window_options(window, stride, aggregate, return_windows)  # refused before anything is written
+    columns = output_columns(keep, top_k, windows=return_windows)
     done, _ = _resume_point(Path(out)) if resume else (0, 0)
-    kwargs = {} if top_k is None else {"top_k": None if top_k == "all" else top_k}
+    kwargs = output_kwargs(top_k, window, stride, aggregate, return_windows)
     bar = _progress_bar(Path(source), fmt, done) if progress else None
     written = errors = 0
     sink, handle = _open_output(out, ofmt, columns, appending=done > 0)

@@ -145,6 +145,23 @@ class TextTokenizer:
                                      f"limit of {self.max_length}; pass truncation=True to cut it")
         return encodings
 
+    def encode_whole(self, texts: Sequence[TextInput], add_special_tokens: bool = True) -> list:
+        """Tokenize texts (or ``(text, text_pair)`` tuples), with their special tokens, and never truncate them."""
+        if len(texts) == 1:
+            first = texts[0]
+            args = first if isinstance(first, tuple) else (first,)
+            return [self._tokenizer.encode(*args, add_special_tokens=add_special_tokens)]
+        return self._tokenizer.encode_batch(list(texts), add_special_tokens=add_special_tokens)
+
+    @property
+    def special_tokens(self) -> int:
+        """Special tokens the tokenizer adds to one text ([CLS] … [SEP]: 2)."""
+        return self._tokenizer.num_special_tokens_to_add(False)
+
+    def truncated(self, encodings: Sequence) -> int:
+        """How many of ``encodings`` (from :meth:`encode` with truncation) lost tokens to the model's limit."""
+        return sum(1 for e in encodings if len(e.ids) >= self.max_length and e.overflowing)
+
     def collate(self, encodings: Sequence) -> Encoded:
         """Pad encodings to the longest of them and stack them into numpy arrays."""
         lengths = [len(e.ids) for e in encodings]

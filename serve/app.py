@@ -34,11 +34,14 @@ from ortpipe.runtime.predict import top_labels
 from ortpipe.serve.batcher import Batcher, Expired, Overloaded
 from ortpipe.serve.config import ServeConfig
 from ortpipe.serve.metrics import ServerMetrics
-from ortpipe.serve.protocol import RequestError, invalid, parse_predict
+from ortpipe.serve.protocol import (ERROR_SCHEMA, PREDICT_BODY_SCHEMA, PredictRequest, RequestError, invalid,
+                                   parse_predict)
+from ortpipe.runtime.windows import WindowedTexts, attach_windows, split_texts
 
 PREDICT_ROUTES = ("/predict", "/", "/invocations")
 TIMEOUT_HEADER = "x-timeout-ms"
 INLINE_TOKENIZE = 8  # requests with more texts are tokenized in a worker thread
+INLINE_CHARS = 16_384  # and so are requests with more characters (a long document takes milliseconds)
 WATCH_AFTER_S = 0.005  # a queued request's connection is watched for a departure from then on
 
 
@@ -180,6 +183,10 @@ def create_app(clf: TextClassifier, config: ServeConfig = ServeConfig(), batcher
     """
     config.check()
     manifest = clf.manifest
+    try:
+        clf.window_options(config.default_window)
+    except InputError as exc:
+        raise ValueError(f"--window {config.window}: {exc}") from None
 
     def run_model(encodings: list):
         encoded = clf.tokenizer.collate(encodings)
@@ -216,25 +223,17 @@ def create_app(clf: TextClassifier, config: ServeConfig = ServeConfig(), batcher
             if state["draining"]:
                 raise RequestError(503, "unhealthy", "the server is shutting down and takes no new requests")
             body = _parse_json(await _read_body(receive, header("content-length"), config.max_body))
-            parsed = parse_predict(body, manifest.problem_type, manifest.num_labels, config.max_client_batch)
+            parsed = parse_predict(body, manifest.problem_type, manifest.num_labels, config.max_client_batch,
+                                   windowing=clf.window_options, default_window=config.default_window)
             deadline = _deadline(header(TIMEOUT_HEADER), config)
             started = time.perf_counter()
-            options = (parsed.items, parsed.truncate, parsed.truncation_direction)
-            try:
-                if len(parsed.items) <= INLINE_TOKENIZE:  # microseconds: a thread hop would cost more
-                    encodings = clf.tokenizer.encode(*options)
-                else:
-                    encodings = await asyncio.to_thread(clf.tokenizer.encode, *options)
-            except InputError as exc:
-                raise invalid(str(exc).replace("input[", "inputs[", 1)
-                              .replace("pass truncation=True", 'send "truncate": true')) from None
+            encodings, split = await _tokenize(parsed)
             timings["x-tokenization-time"] = time.perf_counter() - started
             metrics.tokenize_seconds.observe(timings["x-tokenization-time"])
             logits, queued, inferred = await _unless_disconnected(receive, batcher.submit(encodings, deadline))
             timings["x-queue-time"], timings["x-inference-time"] = queued, inferred
             metrics.queue_seconds.observe(queued)
-            results = top_labels(apply_function(logits, parsed.function), clf.labels, parsed.top_k)
-            status, payload, extra = 200, parsed.shape(results), {}
+            status, payload, extra = 200, parsed.shape(_results(parsed, logits, split)), {}
         except RequestError as exc:
             status, payload, extra = exc.status, exc.body(), exc.headers
             metrics.rejections.labels({413: "too_large", 503: "draining"}.get(status, "invalid")).inc()
@@ -255,13 +254,56 @@ def create_app(clf: TextClassifier, config: ServeConfig = ServeConfig(), batcher
                    *((name, f"{seconds * 1000:.3f}") for name, seconds in timings.items())]
         return status, _json_bytes(payload), headers
 
+    async def _tokenize(parsed: PredictRequest) -> tuple[list, WindowedTexts | None]:
+        """The request's encodings (or windows, with how many belong to each text), in a thread when large."""
+        if parsed.windows is not None:
+            work, args = split_texts, (clf.tokenizer, parsed.items, parsed.windows)
+        else:
+            work, args = clf.tokenizer.encode, (parsed.items, parsed.truncate, parsed.truncation_direction)
+        chars = sum(sum(map(len, i)) if isinstance(i, tuple) else len(i) for i in parsed.items)
+        try:
+            if len(parsed.items) <= INLINE_TOKENIZE and chars <= INLINE_CHARS:  # a thread hop would cost more
+                done = work(*args)
+            else:
+                done = await asyncio.to_thread(work, *args)
+        except InputError as exc:
+            raise invalid(str(exc).replace("input[", "inputs[", 1)
+                          .replace("pass truncation=True", 'send "truncate": true')) from None
+        if parsed.windows is None:
+            if parsed.truncate:
+                metrics.truncated_texts.inc(clf.tokenizer.truncated(done))
+            return done, None
+        if len(done.windows) > config.max_client_windows:
+            raise RequestError(413, "validation", f"the request's texts make {len(done.windows)} windows of "
+                                                  f"{parsed.windows.window} tokens; the limit is "
+                                                  f"{config.max_client_windows} (--max-client-windows)")
+        metrics.windows.inc(len(done.windows))
+        return done.windows, done
+
+    def _results(parsed: PredictRequest, logits, split: WindowedTexts | None) -> list:
+        """Each text's labels (its windows' logits aggregated first), with its windows when asked for."""
+        if split is None:
+            return top_labels(apply_function(logits, parsed.function), clf.labels, parsed.top_k)
+        per_text = split.aggregate(logits, parsed.windows.aggregate)
+        results = top_labels(apply_function(per_text, parsed.function), clf.labels, parsed.top_k)
+        if not parsed.windows.return_windows:
+            return results
+        details = split.details(apply_function(logits, parsed.function), clf.labels)
+        return [attach_windows(result, own) for result, own in zip(results, details)]
+
     async def predict(request: Request) -> Response:
         status, body, headers = await answer(request.receive, request.headers.get)
         return Response(body, status_code=status, headers=dict(headers), media_type="application/json")
 
+    error = {"content": {"application/json": {"schema": ERROR_SCHEMA}}}
+    openapi = {"requestBody": {"required": True, "content": {"application/json": {"schema": PREDICT_BODY_SCHEMA}}},
+               "responses": {str(code): {"description": why, **error} for code, why in (
+                   (400, "the body is not JSON or not UTF-8"), (413, "too many inputs, windows or bytes"),
+                   (422, "a field or text the model cannot take"), (429, "the queue is full (Retry-After)"),
+                   (503, "the server is draining"), (504, "the request waited past its deadline"))}}
     for route in PREDICT_ROUTES:
         app.add_api_route(route, predict, methods=["POST"], summary="Classify texts (TEI-compatible)",
-                          include_in_schema=route == "/predict")
+                          include_in_schema=route == "/predict", openapi_extra=openapi)
     app.add_middleware(PredictFastPath, answer=answer)
 
     @app.get("/health", summary="Alive")
@@ -278,6 +320,8 @@ def create_app(clf: TextClassifier, config: ServeConfig = ServeConfig(), batcher
         return {"bundle": str(clf.bundle.path), "source_model": manifest.source_model, "variant": clf.variant,
                 "provider": clf.provider, "labels": clf.labels, "problem_type": manifest.problem_type,
                 "max_input_length": manifest.max_length, "batch_invariant": clf.batch_invariant,
+                "window": {"recommended": manifest.window, "default": config.default_window,
+                           "max_client_windows": config.max_client_windows},
                 "limits": config.as_dict(), "memory": clf.memory.as_dict()}
 
     @app.get("/metrics", summary="Prometheus metrics")

@@ -24,6 +24,9 @@ _HELP = {
     "max_queue": "texts waiting for the model, all requests together (more: 429)",
     "timeout_ms": "a text not run by then is answered 504 (per request: header x-timeout-ms)",
     "drain_s": "on SIGTERM, seconds allowed to finish queued work",
+    "window": "long texts: classify each whole through windows of N tokens (a number), the bundle's recommended "
+              "window (auto), or read the first max-length tokens (off); a request's \"window\" field wins",
+    "max_client_windows": "windows per request (more: 413); each window counts as a text against --max-queue",
 }
 
 
@@ -88,7 +91,10 @@ def _run_serve(args) -> int:
     config = _config(args)
     clf = TextClassifier.load(args.bundle, variant=args.variant, provider=args.provider, threads=args.threads,
                               spinning=args.spinning, memory=args.memory)
-    app = create_app(clf, config)
+    try:
+        app = create_app(clf, config)
+    except ValueError as exc:  # a setting this model cannot take (e.g. --window past its limit)
+        raise OrtpipeError(str(exc)) from exc
 
     class DrainingServer(uvicorn.Server):
         """On SIGTERM/SIGINT: refuse new work with 503 at once, let uvicorn finish what is in flight, exit 0.

@@ -25,6 +25,9 @@ class ServeConfig:
     max_queue: int = 4096  # texts waiting for the model, all requests together
     timeout_ms: float = 30_000.0  # a text not run by then is answered 504 and never reaches the model
     drain_s: float = 30.0  # on SIGTERM, how long queued work may take to finish
+    # long texts: every request's default window ("off", "auto" or tokens); a request's "window" wins
+    window: str = "off"
+    max_client_windows: int = 2048  # windows per request (more: 413); each counts as a text in the queue
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -52,11 +55,20 @@ class ServeConfig:
                                  f"{types[name].__name__}") from exc
         return found
 
+    @property
+    def default_window(self) -> int | str | None:
+        """``window`` as a request's ``"window"`` field reads: None (off), ``"auto"`` or a number of tokens."""
+        if self.window in ("off", "none", ""):
+            return None
+        return self.window if self.window == "auto" else int(self.window)
+
     def check(self) -> "ServeConfig":
         """Raises ValueError naming the first limit that is not positive."""
+        if not (self.window in ("off", "none", "", "auto") or self.window.isdigit()):
+            raise ValueError(f"window must be off, auto or a number of tokens, got {self.window!r}")
         for spec in fields(self):
             value = getattr(self, spec.name)
-            if spec.name not in ("host", "port", "max_wait_ms") and value <= 0:
+            if spec.name not in ("host", "port", "max_wait_ms", "window") and value <= 0:
                 raise ValueError(f"{spec.name} must be positive, got {value}")
         if self.max_wait_ms < 0 or not 0 <= self.port < 65536:
             raise ValueError("max_wait_ms must be ≥ 0 and port within 0..65535")

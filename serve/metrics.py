@@ -36,6 +36,10 @@ class ServerMetrics:
         self.texts = Counter("ortpipe_texts", "texts classified", registry=r)
         self.rejections = Counter("ortpipe_rejections", "requests refused or given up, by reason",
                                   ["reason"], registry=r)
+        self.truncated_texts = Counter("ortpipe_truncated_texts", "texts cut to the model's limit (windows off and "
+                                       "truncate on); a window classifies them whole", registry=r)
+        self.windows = Counter("ortpipe_windows", "windows of texts classified whole (one or more per text)",
+                               registry=r)
         self.dropped_texts = Counter("ortpipe_dropped_texts", "texts taken off the queue unrun, by reason",
                                      ["reason"], registry=r)
         self.queue_depth = Gauge("ortpipe_queue_depth", "texts queued or in the model", registry=r)

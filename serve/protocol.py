@@ -9,6 +9,9 @@ Accepted bodies (a JSON object):
 - ``transformers.pipeline`` and the Hugging Face inference API:
   ``{"inputs": ..., "parameters": {"top_k", "function_to_apply", "truncation"}}``
   and ``{"text", "text_pair"}`` dicts as items.
+- Long texts, classified whole (at the top level or in ``parameters``): ``window``
+  (tokens per window, or ``"auto"``; ``null`` turns off the server's ``--window``),
+  ``stride``, ``aggregate`` (``mean``/``max``/``first``), ``return_windows``.
 
 The answer has TEI's shape: one list of ``{"score", "label"}`` (best first,
 every label unless ``top_k``) per text; a single text gets just its list —
@@ -20,17 +23,20 @@ wrapped in one more list, as that API answers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from ortpipe.runtime.errors import InputError
 from ortpipe.runtime.inputs import normalize_inputs
 from ortpipe.runtime.postprocess import resolve_function
 from ortpipe.runtime.predict import check_top_k
 from ortpipe.runtime.tokenize import TextInput
+from ortpipe.runtime.windows import WindowOptions
 
+WINDOW_KEYS = {"window", "stride", "aggregate", "return_windows"}
 KNOWN_KEYS = {"inputs", "parameters", "truncate", "truncation_direction", "raw_scores", "top_k",
-              "function_to_apply"}
-KNOWN_PARAMETERS = {"top_k", "function_to_apply", "truncation", "truncate", "truncation_direction", "raw_scores"}
+              "function_to_apply", *WINDOW_KEYS}
+KNOWN_PARAMETERS = {"top_k", "function_to_apply", "truncation", "truncate", "truncation_direction", "raw_scores",
+                    *WINDOW_KEYS}
 
 
 class RequestError(Exception):
@@ -60,6 +66,7 @@ class PredictRequest:
     function: str
     top_k: int | None
     nested: bool = False  # inference API form: a single text's answer is wrapped in a list too
+    windows: WindowOptions | None = None  # long texts classified whole through windows (None: off)
 
     def shape(self, results: list) -> list:
         """Per-text results in the shape this request's client expects."""
@@ -95,8 +102,14 @@ def _flag(value: Any, name: str, default: bool) -> bool:
     return value
 
 
-def parse_predict(body: Any, problem_type: str, num_labels: int, max_client_batch: int) -> PredictRequest:
-    """Check a parsed JSON body; raises :class:`RequestError` (422, or 413 over ``max_client_batch``)."""
+def parse_predict(body: Any, problem_type: str, num_labels: int, max_client_batch: int,
+                  windowing: Callable[..., WindowOptions | None] | None = None,
+                  default_window: int | str | None = None) -> PredictRequest:
+    """Check a parsed JSON body; raises :class:`RequestError` (422, or 413 over ``max_client_batch``).
+
+    ``windowing`` checks the window fields (``TextClassifier.window_options``); ``default_window`` applies
+    when the body has no ``window`` (``"window": null`` turns windows off).
+    """
     if not isinstance(body, dict):
         raise invalid(f"the body must be a JSON object with 'inputs', got {type(body).__name__}")
     if "inputs" not in body:
@@ -126,4 +139,65 @@ def parse_predict(body: Any, problem_type: str, num_labels: int, max_client_batc
     direction = options.get("truncation_direction") or "right"
     if not isinstance(direction, str) or direction.lower() not in ("right", "left"):
         raise invalid(f"'truncation_direction' must be 'right' or 'left', got {direction!r}")
-    return PredictRequest(items, single, truncate, direction.lower(), function, top_k, nested="parameters" in body)
+    windows = _windows(options, windowing, default_window) if windowing is not None else None
+    return PredictRequest(items, single, truncate, direction.lower(), function, top_k, nested="parameters" in body,
+                          windows=windows)
+
+
+def _windows(options: dict, windowing: Callable[..., WindowOptions | None],
+             default_window: int | str | None) -> WindowOptions | None:
+    """The request's window settings: its own ``window`` (null: off), else the server's default."""
+    asked = "window" in options
+    window = options["window"] if asked else default_window
+    # TEI's truncate defaults to false, and windows never truncate: only an explicit window with an
+    # explicit "truncate": false contradicts itself
+    explicit_false = asked and options.get("truncate", options.get("truncation")) is False
+    try:
+        if window is None:
+            return windowing(None, options.get("stride"), options.get("aggregate"),
+                             options.get("return_windows", False))
+        return windowing(window, options.get("stride"), options.get("aggregate"),
+                         options.get("return_windows", False), truncation=not explicit_false)
+    except InputError as exc:
+        raise invalid(str(exc).replace("truncation=False", '"truncate": false')
+                      .replace("window=…", '"window"')) from None
+
+
+_TEXT_OR_PAIR = {"oneOf": [
+    {"type": "string", "description": "a text"},
+    {"type": "object", "required": ["text"], "additionalProperties": False,
+     "properties": {"text": {"type": "string"}, "text_pair": {"type": "string"}}},
+    {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 2,
+     "description": "[text] or [text, text_pair]"},
+]}
+_OPTIONS = {
+    "top_k": {"type": "integer", "minimum": 1, "description": "labels per text, best first (default: all)"},
+    "function_to_apply": {"type": "string", "enum": ["default", "softmax", "sigmoid", "none"]},
+    "truncate": {"type": "boolean", "description": "cut texts over the model's limit (default false: 422)"},
+    "truncation": {"type": "boolean", "description": "the pipeline's name for truncate"},
+    "truncation_direction": {"type": "string", "enum": ["right", "left"]},
+    "raw_scores": {"type": "boolean", "description": "logits instead of probabilities"},
+    "window": {"oneOf": [{"type": "integer", "minimum": 16}, {"type": "string", "enum": ["auto"]},
+                         {"type": "null"}],
+               "description": "classify each text whole through windows of this many tokens (special tokens "
+                              "included), 'auto' for the bundle's recommended window, null for none (default: "
+                              "the server's --window)"},
+    "stride": {"type": "integer", "minimum": 0, "description": "tokens shared by consecutive windows "
+                                                               "(default: a quarter of the window)"},
+    "aggregate": {"type": "string", "enum": ["mean", "max", "first"],
+                  "description": "how window logits become one answer (default mean)"},
+    "return_windows": {"type": "boolean", "description": "add each window's character span, label and score"},
+}
+PREDICT_BODY_SCHEMA = {
+    "type": "object", "required": ["inputs"], "additionalProperties": False,
+    "properties": {
+        "inputs": {"oneOf": [_TEXT_OR_PAIR, {"type": "array", "items": _TEXT_OR_PAIR, "minItems": 1}],
+                   "description": "a text, a [text, text_pair] pair, or a batch of texts and pairs"},
+        "parameters": {"type": "object", "properties": _OPTIONS, "additionalProperties": False,
+                       "description": "the inference API's form; a single text's answer comes wrapped in a list"},
+        **_OPTIONS,
+    },
+    "example": {"inputs": "This course is amazing!"},
+}
+ERROR_SCHEMA = {"type": "object", "required": ["error", "error_type"],
+                "properties": {"error": {"type": "string"}, "error_type": {"type": "string"}}}

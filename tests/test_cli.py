@@ -89,3 +89,38 @@ def test_help_lists_the_commands(capsys):
     out = capsys.readouterr().out
     for command in ("classify", "export", "finetune", "bench"):
         assert command in out
+
+
+LONG = " ".join(f"a fine film, and then a dull one, number {i}." for i in range(60))
+
+
+def test_classify_window_reads_a_long_text_whole_and_says_when_texts_were_truncated(bert_bundle, capsys):
+    from ortpipe.runtime import TextClassifier
+
+    code, out, err = _run(capsys, "classify", "--bundle", str(bert_bundle), "--variant", "fp32", LONG, "short")
+    assert code == 0
+    assert "1 of 2 texts were longer than the model's 128 tokens and were truncated; --window auto" in err
+    code, out, err = _run(capsys, "classify", "--bundle", str(bert_bundle), "--variant", "fp32", "--window", "32",
+                          "--stride", "8", "--aggregate", "max", "--return-windows", LONG)
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    (expected,) = TextClassifier.load(bert_bundle, variant="fp32")([LONG], window=32, stride=8, aggregate="max",
+                                                                   return_windows=True)
+    assert code == 0 and "truncated" not in err
+    assert row == {"text": LONG, **expected} and len(row["windows"]) > 1
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--window", "9999"], "window must be an int from 16 to the model's limit of 128 tokens"),
+    (["--window", "32", "--stride", "40"], "stride must be an int from 0 to 29"),
+    (["--stride", "4"], "stride needs window"),
+    (["--window", "32", "--explain"], "--explain walks one model call per text"),
+])
+def test_bad_window_flags_are_one_line(bert_bundle, capsys, flags, needle):
+    code, _, err = _run(capsys, "classify", "--bundle", str(bert_bundle), *flags, "text")
+    assert code == 2 and needle in err and "Traceback" not in err
+
+
+def test_window_flag_takes_auto_or_a_number(bert_bundle, capsys):
+    with pytest.raises(SystemExit):
+        main(["classify", "--bundle", str(bert_bundle), "--window", "big", "text"])
+    assert "expected a number of tokens or 'auto', got 'big'" in capsys.readouterr().err

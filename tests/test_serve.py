@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -183,6 +184,83 @@ def test_a_request_past_its_deadline_is_504_and_never_run(server):
     assert _metric(server, "ortpipe_texts_total") == texts_before
     assert _metric(server, 'ortpipe_rejections_total{reason="timeout"}') >= 1
     assert _metric(server, 'ortpipe_dropped_texts_total{reason="timeout"}') >= 3
+
+
+# -- long texts through windows -----------------------------------------------------------------
+
+LONG = " ".join(f"{TEXTS[i % len(TEXTS)]} Part {i}." for i in range(60))  # several hundred tokens
+
+
+def test_windows_in_the_body_give_the_in_process_answers(server, bert_bundle):
+    clf = TextClassifier.load(bert_bundle, variant="optimized", threads=1)
+    expected = clf([LONG, TEXTS[0]], top_k=None, window=32, stride=8, aggregate="max")
+    response = _post(server, {"inputs": [[LONG], [TEXTS[0]]], "window": 32, "stride": 8, "aggregate": "max"})
+    assert response.status_code == 200, response.text
+    got = response.json()
+    assert [[r["label"] for r in text] for text in got] == [[r["label"] for r in text] for text in expected]
+    for text, want in zip(got, expected):
+        assert [r["score"] for r in text] == pytest.approx([r["score"] for r in want], abs=1e-6)
+    assert _post(server, {"inputs": LONG}).status_code == 422  # windows are opt-in: TEI's answer to a long text
+
+
+def test_return_windows_in_parameters_gives_each_windows_span(server, bert_bundle):
+    clf = TextClassifier.load(bert_bundle, variant="optimized", threads=1)
+    (expected,) = clf([LONG], top_k=None, window="auto", return_windows=True)
+    response = _post(server, {"inputs": LONG, "parameters": {"window": "auto", "return_windows": True}})
+    assert response.status_code == 200, response.text
+    (got,) = response.json()  # the inference API's form: a single text's answer wrapped in a list
+    assert set(got) == {"labels", "windows"}
+    assert [(w["start"], w["end"], w["label"]) for w in got["windows"]] == \
+        [(w["start"], w["end"], w["label"]) for w in expected["windows"]]
+
+
+@pytest.mark.parametrize("fields, needle", [
+    ({"window": 8}, "window must be an int from 16 to the model's limit of 128 tokens"),
+    ({"window": 32, "stride": 31}, "stride must be an int from 0 to 29 for window=32"),
+    ({"window": 32, "aggregate": "median"}, "aggregate must be one of ['mean', 'max', 'first']"),
+    ({"window": 32, "truncate": False}, '"truncate": false cannot be used with "window"'),
+    ({"stride": 4}, "stride needs"),
+    ({"window": 32, "return_windows": "yes"}, "return_windows must be True or False"),
+])
+def test_bad_window_fields_are_422_naming_the_value(server, fields, needle):
+    response = _post(server, {"inputs": LONG, **fields})
+    assert response.status_code == 422, response.text
+    assert needle in response.json()["error"]
+
+
+def test_truncated_texts_are_counted_in_the_metrics(server):
+    before = _metric(server, "ortpipe_truncated_texts_total")
+    assert _post(server, {"inputs": [[LONG], ["short"], [LONG]], "truncate": True}).status_code == 200
+    assert _metric(server, "ortpipe_truncated_texts_total") == before + 2
+
+
+def test_a_server_window_default_the_windows_cap_and_info(bert_bundle, tmp_path):
+    with running_server(bert_bundle, tmp_path, "--variant", "optimized", "--window", "32",
+                        "--max-client-windows", "12") as (url, _):
+        info = httpx.get(f"{url}/info", timeout=10).json()
+        assert info["window"] == {"recommended": None, "default": 32, "max_client_windows": 12}
+        medium = " ".join(TEXTS[:4])  # a few windows of 32 tokens
+        clf = TextClassifier.load(bert_bundle, variant="optimized", threads=1)
+        response = _post(url, {"inputs": medium})
+        assert response.status_code == 200
+        assert response.json()[0]["label"] == clf([medium], top_k=None, window=32)[0][0]["label"]
+        too_many = _post(url, {"inputs": LONG})
+        assert too_many.status_code == 413, too_many.text
+        assert "the limit is 12 (--max-client-windows)" in too_many.json()["error"]
+        off = _post(url, {"inputs": LONG, "window": None, "truncate": True})  # null: windows off for this request
+        assert off.status_code == 200
+        assert _metric(url, "ortpipe_truncated_texts_total") == 1
+        schema = httpx.get(f"{url}/openapi.json", timeout=10).json()
+        body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert {"window", "stride", "aggregate", "return_windows"} <= set(body["properties"])
+
+
+def test_a_window_the_model_cannot_take_stops_the_server_with_one_line(bert_bundle, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--bundle", str(bert_bundle),
+                           "--window", "4096", "--port", str(free_port())], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "ORTPIPE_HOME": str(tmp_path)})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--window 4096: window must be an int from 16 to the model's limit of 128 tokens" in done.stderr
 
 
 # -- batching under concurrency ---------------------------------------------------------------

@@ -143,13 +143,60 @@ def test_resume_after_a_kill_gives_the_uninterrupted_file(bert_bundle, tmp_path)
     assert not sidecar.exists()
 
 
+# the peak from /proc (VmHWM, reset by exec), not ru_maxrss: Linux keeps ru_maxrss across exec, so a child of
+# the test process would report at least the test process's own size
+def test_windows_in_a_file_resume_after_a_kill_into_the_uninterrupted_file(bert_bundle, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "text": " ".join(TEXTS[(i + k) % len(TEXTS)] for k in range(i % 9))
+                                          + f" number {i}"}) + "\n" for i in range(12_000)))
+    common = ["--bundle", str(bert_bundle), "--variant", "optimized", "--file", str(source), "--chunk-rows", "300",
+              "--quiet", "--threads", "1", "--window", "16", "--stride", "4", "--keep", "id"]
+    whole = tmp_path / "whole.jsonl"
+    subprocess.run(_cli(*common, "--out", str(whole)), check=True, capture_output=True)
+    clf = TextClassifier.load(bert_bundle, variant="optimized")
+    rows = _read_jsonl(whole)
+    texts = [json.loads(line)["text"] for line in source.read_text().splitlines()]
+    assert [r["label"] for r in rows[:300]] == [r["label"] for r in clf(texts[:300], window=16, stride=4)]
+    out, sidecar = tmp_path / "cut.jsonl", tmp_path / ("cut.jsonl" + PROGRESS_SUFFIX)
+    process = subprocess.Popen(_cli(*common, "--out", str(out)), stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (sidecar.exists() and json.loads(sidecar.read_text() or "{}").get("rows", 0) >= 1500):
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert 0 < json.loads(sidecar.read_text())["rows"] < 12_000
+    resumed = subprocess.run(_cli(*common, "--out", str(out), "--resume"), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert out.read_bytes() == whole.read_bytes()
+
+
+def test_return_windows_is_a_column_of_every_format(clf, tmp_path):
+    long = " ".join(TEXTS * 6)
+    (tmp_path / "in.txt").write_text(long + "\nshort\n")
+    expected = clf([long, "short"], window=32, return_windows=True)
+    for out in ("out.jsonl", "out.csv", "out.parquet"):
+        classify_file(clf, tmp_path / "in.txt", tmp_path / out, window=32, return_windows=True)
+    assert [r["windows"] for r in _read_jsonl(tmp_path / "out.jsonl")] == [e["windows"] for e in expected]
+    with open(tmp_path / "out.csv", newline="") as handle:
+        assert [json.loads(r["windows"]) for r in csv.DictReader(handle)] == [e["windows"] for e in expected]
+    assert [json.loads(w) for w in pq.read_table(tmp_path / "out.parquet")["windows"].to_pylist()] == \
+        [e["windows"] for e in expected]
+    with pytest.raises(InputError, match="window must be an int"):
+        classify_file(clf, tmp_path / "in.txt", tmp_path / "bad.jsonl", window=4)
+    assert not (tmp_path / "bad.jsonl").exists()
+
+
 PEAK_RSS = """
-import resource, sys
+def peak_mb():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) // 1024
+import sys
 from ortpipe.runtime import TextClassifier
 from ortpipe.runtime.stream import classify_file
 clf = TextClassifier.load(sys.argv[1], variant="optimized", threads=1)
 classify_file(clf, sys.argv[2], sys.argv[3])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+print(peak_mb())
 """
 
 
