@@ -127,13 +127,15 @@ class OrtpipeReplica:
 
         self.clf = TextClassifier.load(materialize(shipped), variant=shipped.variant, provider=options.provider,
                                        threads=options.threads, spinning=False, memory=options.memory)
+        self.name = shipped.name or "default"
         # one batch at a time per replica (ServeBatcher): /info shows it; replicas are what run side by side
         self.config = replace(options.config, concurrent_batches=1)
 
     def __serve_build_asgi_app__(self):
         from ortpipe.serve.app import create_app
 
-        return create_app(self.clf, self.config, batcher_factory=ServeBatcher, request_id_header=False)  # Serve sets it
+        return create_app({self.name: self.clf}, self.config, batcher_factory=ServeBatcher,
+                          request_id_header=False)  # Serve sets x-request-id
 
 
 def build_app(shipped: ShippedBundle, options: ReplicaOptions, replicas: int = 1):

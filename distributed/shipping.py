@@ -47,6 +47,7 @@ class ShippedBundle:
     key: str
     variant: str | None
     files: tuple[ShippedFile, ...]
+    name: str = ""  # the bundle folder's name where it was shipped from (what the server calls the model)
 
     @property
     def size(self) -> int:
@@ -74,7 +75,7 @@ def ship_bundle(path: str | Path | None = None, variant: str | None = None) -> S
     for name in files_to_ship(bundle.path, variant):
         data = (bundle.path / name).read_bytes()
         files.append(ShippedFile(name, hashlib.sha256(data).hexdigest(), len(data), [ray.put(data)]))
-    return ShippedBundle(bundle.manifest_sha256, variant, tuple(files))
+    return ShippedBundle(bundle.manifest_sha256, variant, tuple(files), bundle.path.name)
 
 
 def materialize(shipped: ShippedBundle, home: Path | None = None) -> Path:

@@ -23,7 +23,7 @@ from ortpipe.runtime.bundle import Bundle, open_bundle
 from ortpipe.runtime.check import (check_variant, choose_cuda_variant, choose_variant, fallback_message, log,
                                    needs_check, wants_fp16)
 from ortpipe.runtime.errors import InputError
-from ortpipe.runtime.inference import OnnxModel
+from ortpipe.runtime.inference import OnnxModel, use_shared_threads
 from ortpipe.runtime.inputs import normalize_inputs
 from ortpipe.runtime.machine import describe_machine, isa_summary
 from ortpipe.runtime.manifest import Manifest
@@ -50,14 +50,14 @@ class TextClassifier:
     rejected: ProbeReport | None = None
 
     def __init__(self, bundle: Bundle, provider: str = "auto", threads: int | None = None, spinning: bool = True,
-                 memory: str | None = None):
+                 memory: str | None = None, shared_threads: bool = False):
         self.bundle = bundle
         self.manifest: Manifest = bundle.manifest
         self.labels = self.manifest.labels
         self.tokenizer = TextTokenizer(bundle.tokenizer_path, self.manifest.max_length,
                                        self.manifest.pad_token_id)
         self.model = OnnxModel(bundle.model_path, provider=provider, threads=threads, spinning=spinning,
-                               memory=memory)
+                               memory=memory, shared_threads=shared_threads)
         self.provider = self.model.provider
         self._truncated = 0
         self._truncated_lock = threading.Lock()
@@ -65,7 +65,7 @@ class TextClassifier:
     @classmethod
     def load(cls, path: str | Path | None = None, variant: str | None = None, provider: str = "auto",
              threads: int | None = None, verify: bool = True, spinning: bool = True,
-             memory: str | None = None) -> "TextClassifier":
+             memory: str | None = None, shared_threads: bool = False) -> "TextClassifier":
         """Open a bundle and start an ONNX Runtime session on it.
 
         Args:
@@ -87,12 +87,19 @@ class TextClassifier:
                 padded tokens, and the arena gives back what a larger-than-usual
                 batch took) or ``"fast"`` (ONNX Runtime's default arena, which keeps
                 its largest batch, and the caller's batches whole); see :mod:`.memory`.
+            shared_threads: run on ONNX Runtime's process-wide thread pool, shared by every classifier
+                loaded so (:func:`~ortpipe.runtime.inference.use_shared_threads` sizes it; ``threads``
+                sizes it when it does not exist yet): what ``ortpipe serve`` does for several models.
 
         Raises:
             BundleError, IntegrityError, ProviderError: see :mod:`ortpipe.runtime.errors`.
         """
         bundle = open_bundle(path, variant, verify)
-        options = {"provider": provider, "threads": threads, "spinning": spinning, "memory": memory}
+        if shared_threads:
+            use_shared_threads(threads)
+            threads = None
+        options = {"provider": provider, "threads": threads, "spinning": spinning, "memory": memory,
+                   "shared_threads": shared_threads}
         if variant is None and wants_fp16(bundle.manifest, provider):
             on_cuda = cls._load_on_cuda(bundle, verify, options)
             if on_cuda is not None:

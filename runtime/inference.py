@@ -34,10 +34,12 @@ class OnnxModel:
             fastest for back-to-back calls in one process); False where other work
             needs the cores between calls, as in a server.
         memory: ``"lean"`` (default), ``"fast"`` or a setting of :mod:`.memory`.
+        shared_threads: run on ONNX Runtime's process-wide thread pool (see :func:`use_shared_threads`)
+            instead of a pool of the session's own; ``threads`` and ``spinning`` are then the pool's.
     """
 
     def __init__(self, path: Path, provider: str = "auto", threads: int | None = None, spinning: bool = True,
-                 memory: str | None = None):
+                 memory: str | None = None, shared_threads: bool = False):
         import onnxruntime as ort
 
         setting = resolve_memory(memory)
@@ -50,7 +52,9 @@ class OnnxModel:
         if not spinning:  # threads stop busy-waiting as soon as a call returns (within a call they still spin:
             # parking them between the graph's hundreds of small parallel steps cost ~1 ms per sentence here)
             options.add_session_config_entry("session.force_spinning_stop", "1")
-        if threads is not None:
+        if shared_threads:  # the process-wide pools of use_shared_threads(): N sessions, one set of threads
+            options.use_per_session_threads = False
+        elif threads is not None:
             if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
                 raise InputError(f"threads must be a positive int, got {threads!r}")
             options.intra_op_num_threads = threads
@@ -62,6 +66,7 @@ class OnnxModel:
             raise BundleError(f"ONNX Runtime cannot load {path}: {type(exc).__name__}: "
                               f"{str(exc).strip()[:300]}") from exc
         self.provider = check_activated(provider, self.session.get_providers(), path)
+        self.shared_threads = shared_threads
         self.path = Path(path)
         cap = batch_token_cap(memory) if self.provider == "cpu" else None  # GPUs want big batches
         self._memory = MemoryInfo(setting, memory or DEFAULT_MEMORY, max_batch_tokens=cap)
@@ -139,3 +144,29 @@ class OnnxModel:
             self._shrink.after_shrink()
         return logits.astype(np.float32, copy=False)
 
+
+_shared_pool: int | None = None
+
+
+def use_shared_threads(threads: int | None = None) -> int:
+    """Create ONNX Runtime's process-wide intra-op pool (once per process); returns its size.
+
+    Sessions made with ``shared_threads=True`` all run on it, so a process serving N models keeps one
+    set of threads for the cores instead of N (``onnxruntime.set_global_thread_pool_sizes``). It must be
+    made before the process's first session; asking again for another size is an :class:`InputError`.
+    """
+    import os
+
+    import onnxruntime as ort
+
+    global _shared_pool
+    size = threads or os.cpu_count() or 1
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise InputError(f"threads must be a positive int, got {threads!r}")
+    if _shared_pool is None:
+        ort.set_global_thread_pool_sizes(size, 1)
+        _shared_pool = size
+    elif threads is not None and size != _shared_pool:
+        raise InputError(f"ONNX Runtime's shared thread pool has {_shared_pool} threads already; it cannot "
+                         f"change to {size} in this process")
+    return _shared_pool

@@ -1,19 +1,19 @@
 """The dynamic batcher: texts from many requests, one model call per batch.
 
 Requests put their tokenized texts on a bounded queue (counted per text) and
-await the logits. Whenever a model worker is free and no planned batch waits
-for one, one task takes everything queued as a window — after waiting up to
+await the logits. Whenever a worker of the :class:`~ortpipe.serve.scheduler.Scheduler`
+is free, everything queued is taken as one *cohort* — after waiting up to
 ``max_wait_ms`` for more when batches are running and less than a full batch
 is there (under no load a lone request is not made to wait for company that
-is not coming) — drops texts past their deadline or whose client left, and
-plans the window with the runtime's batch planner
+is not coming) — texts past their deadline or whose client left are dropped,
+and the cohort is planned with the runtime's batch planner
 (:func:`~ortpipe.runtime.batching.plan_batches`, which every entry point
 uses: sorted by length, at most ``max_batch_size`` texts and
-``max_batch_tokens`` padded tokens per call). ``concurrent_batches`` worker
-threads take the planned batches in turn, so ONNX Runtime (which releases the
-GIL) never blocks the event loop, and each batch's results go back as soon as
-it ends. Taking a window only when a worker is free keeps windows large: the
-larger the window, the less its sorted batches are padded.
+``max_batch_tokens`` padded tokens per call). The scheduler's workers take
+one planned batch at a time, a cohort not yet served first (so a small
+request waits behind at most one call of a large one), from this model and
+the others it serves in turn; ONNX Runtime releases the GIL, so the event
+loop never blocks, and each batch's results go back as soon as it ends.
 
 Float variants give every text bit-identical logits however it is batched
 (padding is masked exactly). Dynamic int8 computes activation scales per call,
@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from ortpipe.runtime.batching import plan_batches
+from ortpipe.serve.scheduler import Cohorts, Scheduler
 
 
 class Overloaded(Exception):
@@ -75,35 +74,38 @@ class BatchStats:
 
 
 class Batcher:
-    """Collects texts from concurrent requests into model calls.
+    """Collects texts from concurrent requests into model calls, for one model.
 
     Args:
         run_model: encodings → logits rows (``collate`` + the ONNX session).
         on_batch: called (in the worker thread) with each :class:`BatchStats`.
         on_dropped: called with ``"timeout"`` or ``"disconnected"`` for each text dropped unrun.
+        concurrent_batches: model calls at once, when the batcher has a scheduler of its own.
+        scheduler: the :class:`~ortpipe.serve.scheduler.Scheduler` whose workers run this model's
+            batches, shared with other models' batchers; None: one of its own.
     """
 
     def __init__(self, run_model: Callable[[list], np.ndarray], max_batch_size: int, max_batch_tokens: int,
                  max_wait_ms: float, max_queue: int, on_batch: Callable[[BatchStats], None] = lambda s: None,
-                 on_dropped: Callable[[str], None] = lambda reason: None, concurrent_batches: int = 1):
+                 on_dropped: Callable[[str], None] = lambda reason: None, concurrent_batches: int = 1,
+                 scheduler: Scheduler | None = None):
         self._run_model = run_model
         self.max_batch_size, self.max_batch_tokens = max_batch_size, max_batch_tokens
         self.max_wait_s, self.max_queue = max_wait_ms / 1000.0, max_queue
         self._on_batch, self._on_dropped = on_batch, on_dropped
         self._queue: list[_Pending] = []
-        self._planned: deque[list[_Pending]] = deque()  # taken and planned, waiting for a worker
+        self._cohorts = Cohorts()  # taken and planned, waiting for a worker
         self._out_of_queue = 0  # texts planned or in the model
-        self.concurrent_batches = self._free_workers = concurrent_batches
-        self._arrived_while_running = 0  # texts queued since the last window while the model was busy
-        self._wakeup = asyncio.Event()
-        self._pool = ThreadPoolExecutor(max_workers=concurrent_batches, thread_name_prefix="ortpipe-infer")
-        self._task: asyncio.Task | None = None
-        self._running: set[asyncio.Future] = set()
+        self._owns_scheduler = scheduler is None
+        self.scheduler = Scheduler(concurrent_batches) if scheduler is None else scheduler
+        self.concurrent_batches = self.scheduler.workers
+        self._arrived_while_running = 0  # texts queued since the last plan while the model was busy
+        self._in_model = 0  # this batcher's batches running now
 
     @property
     def alone(self) -> bool:
         """Whether a batch starting now runs alone: no other worker busy, none about to start."""
-        return self._free_workers >= self.concurrent_batches - 1 and not self._planned
+        return self.scheduler.alone
 
     @property
     def depth(self) -> int:
@@ -111,18 +113,17 @@ class Batcher:
         return len(self._queue) + self._out_of_queue
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop())
+        self.scheduler.add(self)
+        self.scheduler.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        if self._running:
-            await asyncio.wait(self._running)
-        self._pool.shutdown(wait=True)
+        """Stop taking this model's texts; wait for what it has running (and end the workers, if they are its own)."""
+        self.scheduler.remove(self)
+        if self._owns_scheduler:
+            await self.scheduler.stop()
+        else:
+            while self._in_model:
+                await self.scheduler.settle()
 
     async def submit(self, encodings: list, deadline: float) -> tuple[np.ndarray, float, float]:
         """Queue texts; returns (logits, seconds queued, seconds in the model) once all have run.
@@ -137,7 +138,7 @@ class Batcher:
         if self._out_of_queue:
             self._arrived_while_running += len(pending)
         self._queue.extend(pending)
-        self._wakeup.set()
+        self.scheduler.wake()
         try:
             rows = await asyncio.gather(*(p.future for p in pending))
         finally:
@@ -148,8 +149,37 @@ class Batcher:
         in_model = time.perf_counter() - min(p.started_at for p in pending)
         return np.stack(rows), queued, in_model
 
+    # -- what the scheduler asks (on the event loop) --------------------------------------------
+
+    def has_work(self) -> bool:
+        return bool(self._queue or self._cohorts)
+
+    def has_planned(self) -> bool:
+        return bool(self._cohorts)
+
+    def wants_company(self) -> bool:
+        """Only a few texts queued, more arriving while batches run: worth waiting ``max_wait_ms`` for more."""
+        return (not self._cohorts and 0 < len(self._queue) < self.max_batch_size and self.max_wait_s > 0
+                and bool(self._arrived_while_running))
+
+    def plan(self) -> None:
+        """Everything queued that is still wanted, planned as one cohort; the rest answered or dropped."""
+        window = self._take()
+        self._arrived_while_running = 0
+        if not window:
+            return
+        lengths = [len(p.encoding.ids) for p in window]
+        self._cohorts.add([[window[i] for i in indices]
+                           for indices in plan_batches(lengths, self.max_batch_size, max_tokens=self.max_batch_tokens)])
+        self._out_of_queue += len(window)
+
+    def next_batch(self) -> list | None:
+        batch = self._cohorts.next_batch()
+        if batch is not None:
+            self._in_model += 1
+        return batch
+
     def _take(self) -> list[_Pending]:
-        """Everything queued that is still wanted; the others are answered or dropped."""
         now, taken = time.perf_counter(), []
         for p in self._queue:
             if p.future.done():
@@ -162,61 +192,21 @@ class Batcher:
         self._queue = []
         return taken
 
-    async def _loop(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._free_workers and (self._planned or self._queue):
-                if not self._planned:
-                    busy = self._running or self._arrived_while_running
-                    if busy and len(self._queue) < self.max_batch_size and self.max_wait_s > 0:
-                        await asyncio.sleep(self.max_wait_s)  # under load: a moment for more company
-                    self._arrived_while_running = 0
-                    self._plan(self._take())
-                    continue
-                self._start_worker()
+    # -- in a worker thread ------------------------------------------------------------------------
 
-    def _plan(self, window: list[_Pending]) -> None:
-        if not window:
-            return
-        lengths = [len(p.encoding.ids) for p in window]
-        for indices in plan_batches(lengths, self.max_batch_size, max_tokens=self.max_batch_tokens):
-            self._planned.append([window[i] for i in indices])
-        self._out_of_queue += len(window)
-
-    def _start_worker(self) -> None:
-        """A worker thread for the next planned batch, then the next ones until none is left (windows planned
-        meanwhile included)."""
-        loop = asyncio.get_running_loop()
-        self._free_workers -= 1  # before the batch leaves the plan, so that ``alone`` never sees neither
-        batch = self._planned.popleft()
-        running = loop.run_in_executor(self._pool, self._run_planned, batch, loop)
-        self._running.add(running)
-
-        def done(future: asyncio.Future) -> None:
-            self._running.discard(future)
-            self._free_workers += 1
-            self._wakeup.set()
-
-        running.add_done_callback(done)
-
-    def _run_planned(self, batch: list[_Pending], loop: asyncio.AbstractEventLoop) -> None:
-        """In a worker thread: ``batch``, then planned ones one after another (``deque.popleft`` is thread-safe)."""
-        while True:
-            try:
-                self._run(batch, loop)
-            except Exception as exc:  # never let a worker die: fail what this batch still owes
-                for p in batch:
-                    loop.call_soon_threadsafe(_settle, p.future, None, exc)
-            finally:
-                loop.call_soon_threadsafe(self._ran, len(batch))
-            try:
-                batch = self._planned.popleft()
-            except IndexError:
-                return
+    def run(self, batch: list[_Pending], loop: asyncio.AbstractEventLoop) -> None:
+        """One planned batch; whatever happens, every text is answered and the accounting settles."""
+        try:
+            self._run(batch, loop)
+        except Exception as exc:  # never let a worker die: fail what this batch still owes
+            for p in batch:
+                loop.call_soon_threadsafe(_settle, p.future, None, exc)
+        finally:
+            loop.call_soon_threadsafe(self._ran, len(batch))
 
     def _ran(self, count: int) -> None:
         self._out_of_queue -= count
+        self._in_model -= 1
 
     def _run(self, window_batch: list[_Pending], loop: asyncio.AbstractEventLoop) -> None:
         """One model call, its results sent back to the event loop."""

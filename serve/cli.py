@@ -35,7 +35,14 @@ def add_commands(subparsers) -> None:
         "serve", help="serve a bundle over HTTP (TEI-compatible /predict, dynamic batching, metrics)",
         description="Serve a bundle over HTTP with dynamic batching. Every limit is a flag and an ORTPIPE_* "
                     "environment variable (e.g. ORTPIPE_MAX_QUEUE); flags win.")
-    parser.add_argument("--bundle", help="bundle folder (default: the default bundle)")
+    parser.add_argument("--bundle", help="bundle folder (default: the default bundle), served alone")
+    parser.add_argument("--model", action="append", metavar="NAME=PATH",
+                        help="serve this bundle as NAME (a bare PATH is named by its folder); repeat it for several "
+                             "models in one process, on one shared ONNX Runtime thread pool")
+    parser.add_argument("--config", help="a serve.toml: [server] settings and one [models.NAME] table per model "
+                                         "(bundle, variant, memory, limits, window)")
+    parser.add_argument("--default-model", help="the model /predict answers without a \"model\" field (default: "
+                                                "the first)")
     parser.add_argument("--variant", help="fp32, optimized, int8 … (default: what load() picks on this machine)")
     parser.add_argument("--provider", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
@@ -59,7 +66,7 @@ def add_commands(subparsers) -> None:
         default = defaults[spec.name]
         parser.add_argument(f"--{spec.name.replace('_', '-')}", type=type(default), default=default,
                             help=f"{_HELP[spec.name]} (default {default}; ORTPIPE_{spec.name.upper()})")
-    parser.set_defaults(run=_run_serve)
+    parser.set_defaults(run=_run_serve, serve_defaults=defaults)
 
 
 def _config(args) -> ServeConfig:
@@ -76,8 +83,48 @@ def _run_on_ray(args) -> int:
     return importlib.import_module("ortpipe.distributed.cli").serve(args, _config(args))
 
 
+def _model_specs(args) -> tuple[dict, list] | None:
+    """(the config file's [server] table, the models) of ``--model``/``--config``; None for one ``--bundle``."""
+    from ortpipe.serve.models import parse_model_flag, read_config, unique
+
+    if not args.model and not args.config:
+        return None
+    if args.bundle:
+        raise OrtpipeError("give --bundle (one model) or --model/--config (several), not both")
+    server, specs = read_config(args.config) if args.config else ({}, [])
+    specs = unique([*specs, *(parse_model_flag(raw) for raw in args.model or ())])
+    for key, value in server.items():  # the file's [server] settings, unless a flag says otherwise
+        given = getattr(args, key) != args.serve_defaults[key] if key in args.serve_defaults \
+            else getattr(args, key) is not None
+        if not given:
+            setattr(args, key, value)
+    return server, specs
+
+
+def _load_models(args, specs: list, config: ServeConfig) -> dict:
+    """Every model of ``specs`` on ONNX Runtime's one process-wide thread pool: ``{name: (clf, its config)}``."""
+    from ortpipe.runtime.classifier import TextClassifier
+    from ortpipe.runtime.inference import use_shared_threads
+
+    use_shared_threads(args.threads)
+    models = {}
+    for spec in specs:
+        clf = TextClassifier.load(spec.bundle, variant=spec.variant or (args.variant if len(specs) == 1 else None),
+                                  provider=spec.provider or args.provider, spinning=args.spinning,
+                                  memory=spec.memory or args.memory, shared_threads=True)
+        try:
+            models[spec.name] = (clf, spec.config(config))
+        except ValueError as exc:
+            raise OrtpipeError(f"model {spec.name!r}: {exc}") from exc
+    return models
+
+
 def _run_serve(args) -> int:
+    specs = _model_specs(args)
     if args.engine == "ray":
+        if specs is not None:
+            raise OrtpipeError("--engine ray serves one --bundle; several models in one Ray Serve app are not "
+                               "supported yet (run one deployment per model)")
         return _run_on_ray(args)
     try:
         import uvicorn
@@ -89,10 +136,13 @@ def _run_serve(args) -> int:
     from ortpipe.runtime.classifier import TextClassifier
 
     config = _config(args)
-    clf = TextClassifier.load(args.bundle, variant=args.variant, provider=args.provider, threads=args.threads,
-                              spinning=args.spinning, memory=args.memory)
+    if specs is None:
+        models = TextClassifier.load(args.bundle, variant=args.variant, provider=args.provider, threads=args.threads,
+                                     spinning=args.spinning, memory=args.memory)
+    else:
+        models = _load_models(args, specs[1], config)
     try:
-        app = create_app(clf, config)
+        app = create_app(models, config, default_model=args.default_model)
     except ValueError as exc:  # a setting this model cannot take (e.g. --window past its limit)
         raise OrtpipeError(str(exc)) from exc
 
@@ -120,7 +170,8 @@ def _run_serve(args) -> int:
 
     server = DrainingServer(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning",
                                            timeout_graceful_shutdown=int(config.drain_s), access_log=False))
-    print(f"ortpipe serve: http://{config.host}:{config.port} ({clf.bundle.path}, {clf.variant}, {clf.provider})",
-          file=sys.stderr, flush=True)
+    served = ", ".join(f"{name}: {p.bundle_path}, {p.clf.variant}, {p.clf.provider}"
+                       for name, p in app.state.predictors.items())
+    print(f"ortpipe serve: http://{config.host}:{config.port} ({served})", file=sys.stderr, flush=True)
     server.run()
     return 0

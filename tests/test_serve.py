@@ -65,11 +65,19 @@ def _post(url: str, body, **kwargs) -> httpx.Response:
     return httpx.post(f"{url}/predict", json=body, timeout=30, **kwargs)
 
 
+def _labels(text: str) -> set[str]:
+    return set(filter(None, text.strip("{}").split(",")))
+
+
 def _metric(url: str, name: str) -> float:
+    """The sum of a metric's samples whose labels include those of ``name`` (``'x_total{reason="timeout"}'``)."""
+    family, _, wanted = name.partition("{")
     total = 0.0
     for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
-        if line.startswith(name):
-            total += float(line.rsplit(" ", 1)[1])
+        sample, _, value = line.rpartition(" ")
+        found, _, labels = sample.partition("{")
+        if found == family and _labels(wanted) <= _labels(labels):
+            total += float(value)
     return total
 
 
@@ -119,7 +127,7 @@ def test_health_ready_info_metrics_docs(server, request):
     assert info["limits"]["concurrent_batches"] == (2 if request.node.callspec.params["server"] == "local" else 1)
     assert info["memory"]["setting"] == "shrink" and info["memory"]["requested"] == "lean"
     metrics = httpx.get(f"{server}/metrics").text
-    assert 'ortpipe_memory_info{requested="lean",setting="shrink"} 1.0' in metrics
+    assert 'ortpipe_memory_info{model="bert",requested="lean",setting="shrink"} 1.0' in metrics
     for name in ("process_resident_memory_bytes", "ortpipe_arena_shrinks", "ortpipe_largest_batch_tokens",
                  "ortpipe_requests_total", "ortpipe_queue_depth",
                  "ortpipe_batch_size", "ortpipe_batch_tokens",

@@ -1,0 +1,180 @@
+"""One served model: parse → tokenize → submit to its batcher → postprocess, between the routes and the batcher.
+
+A :class:`Predictor` per model holds the classifier, that model's limits
+(:class:`~ortpipe.serve.config.ServeConfig`), its batcher (on the server's one
+:class:`~ortpipe.serve.scheduler.Scheduler`) and its metrics view, so
+``create_app`` only registers routes and the Ray replica reuses the same object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Awaitable, Callable
+
+from ortpipe.runtime.classifier import TextClassifier
+from ortpipe.runtime.errors import InputError
+from ortpipe.runtime.inference import OnnxModel
+from ortpipe.runtime.postprocess import apply_function
+from ortpipe.runtime.predict import top_labels
+from ortpipe.runtime.windows import WindowedTexts, attach_windows, split_texts
+from ortpipe.serve.config import ServeConfig
+from ortpipe.serve.metrics import ServerMetrics
+from ortpipe.serve.protocol import PredictRequest, RequestError, invalid, parse_predict
+
+TIMEOUT_HEADER = "x-timeout-ms"
+INLINE_TOKENIZE = 8  # requests with more texts are tokenized in a worker thread
+INLINE_CHARS = 16_384  # and so are requests with more characters (a long document takes milliseconds)
+
+
+def single_thread_model(clf: TextClassifier, concurrent_batches: int) -> OnnxModel | None:
+    """A one-thread session of ``clf``'s variant for batches that run side by side; None: ``clf.model`` serves all.
+
+    A lone batch is fastest on every core (ONNX Runtime's intra-op threads), but two batches at once each
+    on one thread beat two that share the cores' threads: measured on 2 cores at 64 clients, 81-83 % of
+    in-process throughput against 67-70 %. So on the CPU a server running batches side by side keeps one
+    more session, with one thread: about 30 MiB for the default int8 model, and with two calls'
+    activations the server's 10-minute soak holds 285 MiB instead of 184. Not for a model on the shared
+    thread pool (several models), whose calls share that pool's threads.
+    """
+    if getattr(clf.model, "shared_threads", False):
+        return None
+    threads = clf.model.session.get_session_options().intra_op_num_threads or os.cpu_count() or 1
+    if concurrent_batches < 2 or clf.provider != "cpu" or threads == 1:
+        return None
+    return OnnxModel(clf.model.path, provider="cpu", threads=1, memory=clf.memory.requested)
+
+
+def deadline_of(raw: str | None, config: ServeConfig) -> float:
+    """When a request's texts expire: now + ``config.timeout_ms``, or the ``x-timeout-ms`` header's value."""
+    timeout_ms = config.timeout_ms
+    if raw is not None:
+        try:
+            timeout_ms = float(raw)
+        except ValueError:
+            raise invalid(f"header {TIMEOUT_HEADER} must be a number of milliseconds, got {raw!r}") from None
+    return time.perf_counter() + timeout_ms / 1000.0
+
+
+class Predictor:
+    """A model as the server serves it.
+
+    Args:
+        name: how routes and metrics name it.
+        clf: the loaded classifier.
+        config: its limits (``max_queue``, ``timeout_ms``, ``window`` … each model its own).
+        metrics: the server's metrics; this model gets its own ``model`` label.
+        batcher_factory: see :func:`~ortpipe.serve.app.create_app`.
+        scheduler: the workers every model's batches run on (None: the batcher's own).
+    """
+
+    def __init__(self, name: str, clf: TextClassifier, config: ServeConfig, metrics: ServerMetrics,
+                 batcher_factory, scheduler=None, bundle_path: str | None = None):
+        config.check()
+        try:
+            clf.window_options(config.default_window)
+        except InputError as exc:
+            raise ValueError(f"model {name!r}: --window {config.window}: {exc}") from None
+        self.name, self.clf, self.config = name, clf, config
+        self.bundle_path = bundle_path or str(clf.bundle.path)
+        self.ready = False
+        self.metrics = metrics.model(name, queue_depth=lambda: self.batcher.depth, memory=lambda: clf.memory)
+        extra = {} if scheduler is None else {"scheduler": scheduler}
+        self.batcher = batcher_factory(self._run_model, config.max_batch_size, config.max_batch_tokens,
+                                       config.max_wait_ms, config.max_queue, on_batch=self.metrics.batch,
+                                       on_dropped=lambda reason: self.metrics.dropped_texts.labels(reason).inc(),
+                                       concurrent_batches=config.concurrent_batches, **extra)
+        self._side_by_side = single_thread_model(clf, getattr(self.batcher, "concurrent_batches", 1))
+
+    def _run_model(self, encodings: list):
+        encoded = self.clf.tokenizer.collate(encodings)
+        side = self._side_by_side
+        return (self.clf.model if side is None or self.batcher.alone else side)(encoded)
+
+    async def start(self) -> None:
+        """Start its batcher and pay the first ONNX Runtime call (it allocates) before it counts as ready."""
+        self.batcher.start()
+        await asyncio.to_thread(self.clf, "warm-up")
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        await self.batcher.stop()
+
+    async def predict(self, body, timeout_header: str | None, timings: dict,
+                      guard: Callable[[Awaitable], Awaitable]) -> list:
+        """The answer to a parsed ``/predict`` body (``guard`` awaits the batcher, watching the client).
+
+        Raises:
+            RequestError, Overloaded, Expired: mapped to statuses by the app.
+        """
+        manifest, config = self.clf.manifest, self.config
+        parsed = parse_predict(body, manifest.problem_type, manifest.num_labels, config.max_client_batch,
+                               windowing=self.clf.window_options, default_window=config.default_window)
+        deadline = deadline_of(timeout_header, config)
+        started = time.perf_counter()
+        encodings, split = await self._tokenize(parsed)
+        timings["x-tokenization-time"] = time.perf_counter() - started
+        self.metrics.tokenize_seconds.observe(timings["x-tokenization-time"])
+        logits, queued, inferred = await guard(self.batcher.submit(encodings, deadline))
+        timings["x-queue-time"], timings["x-inference-time"] = queued, inferred
+        self.metrics.queue_seconds.observe(queued)
+        return parsed.shape(self._results(parsed, logits, split))
+
+    async def _tokenize(self, parsed: PredictRequest) -> tuple[list, WindowedTexts | None]:
+        """The request's encodings (or windows, with how many belong to each text), in a thread when large."""
+        tokenizer = self.clf.tokenizer
+        if parsed.windows is not None:
+            work, args = split_texts, (tokenizer, parsed.items, parsed.windows)
+        else:
+            work, args = tokenizer.encode, (parsed.items, parsed.truncate, parsed.truncation_direction)
+        chars = sum(sum(map(len, i)) if isinstance(i, tuple) else len(i) for i in parsed.items)
+        try:
+            if len(parsed.items) <= INLINE_TOKENIZE and chars <= INLINE_CHARS:  # a thread hop would cost more
+                done = work(*args)
+            else:
+                done = await asyncio.to_thread(work, *args)
+        except InputError as exc:
+            raise invalid(str(exc).replace("input[", "inputs[", 1)
+                          .replace("pass truncation=True", 'send "truncate": true')) from None
+        if parsed.windows is None:
+            if parsed.truncate:
+                self.metrics.truncated_texts.inc(tokenizer.truncated(done))
+            return done, None
+        if len(done.windows) > self.config.max_client_windows:
+            raise RequestError(413, "validation", f"the request's texts make {len(done.windows)} windows of "
+                                                  f"{parsed.windows.window} tokens; the limit is "
+                                                  f"{self.config.max_client_windows} (--max-client-windows)")
+        self.metrics.windows.inc(len(done.windows))
+        return done.windows, done
+
+    def _results(self, parsed: PredictRequest, logits, split: WindowedTexts | None) -> list:
+        """Each text's labels (its windows' logits aggregated first), with its windows when asked for."""
+        labels = self.clf.labels
+        if split is None:
+            return top_labels(apply_function(logits, parsed.function), labels, parsed.top_k)
+        per_text = split.aggregate(logits, parsed.windows.aggregate)
+        results = top_labels(apply_function(per_text, parsed.function), labels, parsed.top_k)
+        if not parsed.windows.return_windows:
+            return results
+        details = split.details(apply_function(logits, parsed.function), labels)
+        return [attach_windows(result, own) for result, own in zip(results, details)]
+
+    def info(self) -> dict:
+        """What ``GET /info`` and ``GET /models/{name}`` show."""
+        clf, manifest, config = self.clf, self.clf.manifest, self.config
+        return {"name": self.name, "bundle": self.bundle_path, "source_model": manifest.source_model,
+                "variant": clf.variant, "provider": clf.provider, "labels": clf.labels,
+                "problem_type": manifest.problem_type, "max_input_length": manifest.max_length,
+                "batch_invariant": clf.batch_invariant, "state": "ready" if self.ready else "loading",
+                "window": {"recommended": manifest.window, "default": config.default_window,
+                           "max_client_windows": config.max_client_windows},
+                "limits": config.as_dict(), "memory": clf.memory.as_dict()}
+
+    def summary(self) -> dict:
+        """One row of ``GET /models``."""
+        info = self.info()
+        limits = {k: info["limits"][k] for k in ("max_queue", "max_client_batch", "max_client_windows",
+                                                  "timeout_ms", "max_batch_tokens", "max_batch_size", "window")}
+        return {k: info[k] for k in ("name", "bundle", "labels", "variant", "provider", "state")} | {"limits": limits}

@@ -1,0 +1,174 @@
+"""The scheduler: one set of model workers for every model a server holds, fair across requests and models.
+
+Each model's :class:`~ortpipe.serve.batcher.Batcher` owns its queue and plans
+what is queued into *cohorts* (the texts that arrived together, sorted by
+length and cut into model calls by the runtime's planner). The scheduler owns
+the worker threads: whenever one is free it asks the models in turn
+(round-robin over those with work) for their next batch, and each model
+answers from its cohorts (:meth:`Cohorts.next_batch`): a cohort not yet
+served goes first, once after each batch of an older one, so a one-sentence
+request waits for at most the call that is running and one more, however
+large the requests ahead of it; served cohorts take turns, so a large request
+is never starved either. Model calls from all models run on these workers, so
+N models share the cores instead of each starting threads of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Protocol
+
+
+class Schedulable(Protocol):
+    """What the scheduler needs of a model's batcher."""
+
+    max_wait_s: float
+
+    def has_work(self) -> bool: ...
+
+    def has_planned(self) -> bool: ...
+
+    def wants_company(self) -> bool: ...
+
+    def plan(self) -> None: ...
+
+    def next_batch(self) -> list | None: ...
+
+    def run(self, batch: list, loop: asyncio.AbstractEventLoop) -> None: ...
+
+
+class Cohorts:
+    """Planned batches grouped by the window of arrivals they came from.
+
+    ``next_batch`` alternates: the oldest cohort never served (if the last batch did not come from one), else
+    the served cohorts in turn. Pure (no threads, no clock), for the unit tests.
+    """
+
+    def __init__(self):
+        self._fresh: deque[deque[list]] = deque()  # cohorts not yet served, oldest first
+        self._served: deque[deque[list]] = deque()  # served cohorts with batches left, in turn
+        self._last_fresh = False
+
+    def add(self, batches: list[list]) -> None:
+        if batches:
+            self._fresh.append(deque(batches))
+
+    def __bool__(self) -> bool:
+        return bool(self._fresh or self._served)
+
+    def next_batch(self) -> list | None:
+        take_fresh = self._fresh and (not self._served or not self._last_fresh)
+        source = self._fresh if take_fresh else self._served
+        if not source:
+            return None
+        cohort = source.popleft()
+        batch = cohort.popleft()
+        if cohort:
+            self._served.append(cohort)
+        self._last_fresh = bool(take_fresh)
+        return batch
+
+
+class Scheduler:
+    """Worker threads shared by every registered batcher; batches are taken round-robin over the batchers.
+
+    Args:
+        workers: model calls at once (``--concurrent-batches``).
+    """
+
+    def __init__(self, workers: int = 1):
+        self.workers = self._free = workers
+        self._batchers: list[Schedulable] = []
+        self._turn = 0
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ortpipe-infer")
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._running: set[asyncio.Future] = set()
+
+    @property
+    def alone(self) -> bool:
+        """Whether a batch starting now runs alone: no other worker busy, no planned batch about to start."""
+        return self._free >= self.workers - 1 and not any(b.has_planned() for b in self._batchers)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._running)
+
+    def add(self, batcher: Schedulable) -> None:
+        if batcher not in self._batchers:
+            self._batchers.append(batcher)
+
+    def remove(self, batcher: Schedulable) -> None:
+        if batcher in self._batchers:
+            self._batchers.remove(batcher)
+
+    def wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._wakeup = asyncio.Event()
+            self._wakeup.set()  # texts may have been queued before the start
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        """Stop taking batches; wait for the running ones; end the threads."""
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        await self.settle()
+        self._pool.shutdown(wait=True)
+
+    async def settle(self) -> None:
+        """Wait for the batches running now."""
+        if self._running:
+            await asyncio.wait(set(self._running))
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._free and any(b.has_work() for b in self._batchers):
+                waiting = [b for b in self._batchers if b.wants_company()]
+                if waiting and self.busy and not any(b.has_work() and not b.wants_company() for b in self._batchers):
+                    await asyncio.sleep(max(b.max_wait_s for b in waiting))  # under load: a moment for more company
+                for batcher in list(self._batchers):
+                    batcher.plan()
+                picked = self._pick()
+                if picked is None:
+                    break
+                self._start(*picked)
+
+    def _pick(self) -> tuple[Schedulable, list] | None:
+        """The next batch, round-robin over the batchers (each answers from its own cohorts)."""
+        count = len(self._batchers)
+        for step in range(count):
+            batcher = self._batchers[(self._turn + step) % count]
+            batch = batcher.next_batch()
+            if batch is not None:
+                self._turn = (self._turn + step + 1) % count
+                return batcher, batch
+        return None
+
+    def _start(self, batcher: Schedulable, batch: list) -> None:
+        loop = asyncio.get_running_loop()
+        self._free -= 1
+        running = loop.run_in_executor(self._pool, batcher.run, batch, loop)
+        self._running.add(running)
+
+        def done(future: asyncio.Future) -> None:
+            self._running.discard(future)
+            self._free += 1
+            self._wakeup.set()
+
+        running.add_done_callback(done)
+
+
+SchedulerFactory = Callable[[int], Scheduler]
