@@ -109,7 +109,7 @@ def _load_models(args, specs: list, config: ServeConfig) -> dict:
     use_shared_threads(args.threads)
     models = {}
     for spec in specs:
-        clf = TextClassifier.load(spec.bundle, variant=spec.variant or (args.variant if len(specs) == 1 else None),
+        clf = TextClassifier.load(spec.bundle, variant=spec.variant or args.variant,
                                   provider=spec.provider or args.provider, spinning=args.spinning,
                                   memory=spec.memory or args.memory, shared_threads=True)
         try:

@@ -42,14 +42,15 @@ class Schedulable(Protocol):
 class Cohorts:
     """Planned batches grouped by the window of arrivals they came from.
 
-    ``next_batch`` alternates: the oldest cohort never served (if the last batch did not come from one), else
-    the served cohorts in turn. Pure (no threads, no clock), for the unit tests.
+    ``next_batch`` takes the oldest cohort never served, unless the last batch was such a cohort taken ahead
+    of a served one (then a served cohort's turn comes first); served cohorts take turns. Pure (no threads,
+    no clock), for the unit tests.
     """
 
     def __init__(self):
         self._fresh: deque[deque[list]] = deque()  # cohorts not yet served, oldest first
         self._served: deque[deque[list]] = deque()  # served cohorts with batches left, in turn
-        self._last_fresh = False
+        self._jumped = False
 
     def add(self, batches: list[list]) -> None:
         if batches:
@@ -59,15 +60,15 @@ class Cohorts:
         return bool(self._fresh or self._served)
 
     def next_batch(self) -> list | None:
-        take_fresh = self._fresh and (not self._served or not self._last_fresh)
+        take_fresh = bool(self._fresh) and (not self._served or not self._jumped)
         source = self._fresh if take_fresh else self._served
         if not source:
             return None
+        self._jumped = take_fresh and bool(self._served)  # a new cohort went ahead of a served one
         cohort = source.popleft()
         batch = cohort.popleft()
         if cohort:
             self._served.append(cohort)
-        self._last_fresh = bool(take_fresh)
         return batch
 
 
