@@ -27,7 +27,7 @@ def classify(args) -> int:
     return 0
 
 
-def serve(args, config) -> int:
+def serve(args, config, specs=None) -> int:
     """``ortpipe serve --engine ray``: the app of ``ortpipe serve`` on Ray Serve, see :mod:`.online`."""
     try:
         from ray import serve as _  # noqa: F401
@@ -38,4 +38,4 @@ def serve(args, config) -> int:
     from ortpipe.distributed.online import replica_options, serve_until_signalled
 
     return serve_until_signalled(args.bundle, args.variant, replica_options(args, config), args.replicas,
-                                 args.address)
+                                 args.address, specs)

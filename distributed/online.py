@@ -116,29 +116,57 @@ class ReplicaOptions:
     threads: int | None = None
     memory: str | None = None
     config: ServeConfig = ServeConfig()
+    default_model: str | None = None
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """One model of a multi-model app: its name, its shipped bundle, and its own limits and load options."""
+
+    name: str
+    shipped: ShippedBundle
+    config: ServeConfig | None = None  # None: the app's
+    memory: str | None = None
+    provider: str | None = None
 
 
 @serve.ingress()
 class OrtpipeReplica:
-    """One Serve replica: the shipped bundle checked and loaded on its node, served by ``create_app``."""
+    """One Serve replica: every shipped bundle checked and loaded on its node, served by ``create_app``.
 
-    def __init__(self, shipped: ShippedBundle, options: ReplicaOptions):
+    With several models they share the replica's ONNX Runtime thread pool (``use_shared_threads``), as
+    ``ortpipe serve --model`` does in one process.
+    """
+
+    def __init__(self, shipped: ShippedBundle | tuple[ShippedModel, ...], options: ReplicaOptions):
         from ortpipe.runtime.classifier import TextClassifier
+        from ortpipe.runtime.inference import use_shared_threads
 
-        self.clf = TextClassifier.load(materialize(shipped), variant=shipped.variant, provider=options.provider,
-                                       threads=options.threads, spinning=False, memory=options.memory)
-        self.name = shipped.name or "default"
-        # one batch at a time per replica (ServeBatcher): /info shows it; replicas are what run side by side
+        models = (ShippedModel(shipped.name or "default", shipped),) if isinstance(shipped, ShippedBundle) else shipped
+        shared = len(models) > 1
+        if shared:
+            use_shared_threads(options.threads)
+        # one batch at a time per model and replica (ServeBatcher): /info shows it; replicas run side by side
         self.config = replace(options.config, concurrent_batches=1)
+        self.models = {}
+        for model in models:
+            clf = TextClassifier.load(materialize(model.shipped), variant=model.shipped.variant,
+                                      provider=model.provider or options.provider,
+                                      threads=None if shared else options.threads, spinning=False,
+                                      memory=model.memory or options.memory, shared_threads=shared)
+            own = replace(model.config, concurrent_batches=1) if model.config else self.config
+            self.models[model.name] = (clf, own)
+        self.clf = next(iter(self.models.values()))[0]
+        self.default_model = options.default_model
 
     def __serve_build_asgi_app__(self):
         from ortpipe.serve.app import create_app
 
-        return create_app({self.name: self.clf}, self.config, batcher_factory=ServeBatcher,
-                          request_id_header=False)  # Serve sets x-request-id
+        return create_app(self.models, self.config, batcher_factory=ServeBatcher, request_id_header=False,
+                          default_model=self.default_model)  # Serve sets x-request-id
 
 
-def build_app(shipped: ShippedBundle, options: ReplicaOptions, replicas: int = 1):
+def build_app(shipped: ShippedBundle | tuple[ShippedModel, ...], options: ReplicaOptions, replicas: int = 1):
     """The bound Serve application: ``replicas`` replicas, each reserving ``threads`` CPUs."""
     config = options.config
     deployment = serve.deployment(
@@ -166,8 +194,18 @@ def app_builder(args: dict):
     return build_app(ship_bundle(bundle, variant), options, replicas)
 
 
-def serve_until_signalled(bundle, variant, options: ReplicaOptions, replicas: int, address: str | None) -> int:
-    """``ortpipe serve --engine ray``: deploy, print the URL, serve until SIGTERM/SIGINT, then drain and exit 0."""
+def ship_models(specs, variant: str | None, config: ServeConfig) -> tuple[ShippedModel, ...]:
+    """Each :class:`~ortpipe.serve.models.ModelSpec`'s bundle shipped, with its own limits."""
+    return tuple(ShippedModel(spec.name, replace(ship_bundle(spec.bundle, spec.variant or variant), name=spec.name),
+                              spec.config(config), spec.memory, spec.provider) for spec in specs)
+
+
+def serve_until_signalled(bundle, variant, options: ReplicaOptions, replicas: int, address: str | None,
+                          specs=None) -> int:
+    """``ortpipe serve --engine ray``: deploy, print the URL, serve until SIGTERM/SIGINT, then drain and exit 0.
+
+    ``specs``: the models of ``--model``/``--config`` (None: ``bundle`` alone).
+    """
     from ortpipe.distributed.data import connect
 
     config = options.config
@@ -176,10 +214,11 @@ def serve_until_signalled(bundle, variant, options: ReplicaOptions, replicas: in
     for sig in (signal.SIGTERM, signal.SIGINT):  # after ray.init, which sets its own (exit at once)
         signal.signal(sig, lambda *_: stop.set())
     serve.start(http_options={"host": config.host, "port": config.port})
-    serve.run(build_app(ship_bundle(bundle, variant), options, replicas), name=APP_NAME, route_prefix="/",
-              blocking=False)
+    shipped = ship_bundle(bundle, variant) if specs is None else ship_models(specs, variant, config)
+    serve.run(build_app(shipped, options, replicas), name=APP_NAME, route_prefix="/", blocking=False)
+    models = "" if specs is None else f", models {', '.join(spec.name for spec in specs)}"
     print(f"ortpipe serve: http://{config.host}:{config.port} (Ray Serve, {replicas} replica"
-          f"{'s' if replicas != 1 else ''})", file=sys.stderr, flush=True)
+          f"{'s' if replicas != 1 else ''}{models})", file=sys.stderr, flush=True)
     while not stop.wait(0.5):
         pass
     started = time.monotonic()

@@ -76,11 +76,11 @@ def _config(args) -> ServeConfig:
         raise OrtpipeError(str(exc)) from exc
 
 
-def _run_on_ray(args) -> int:
+def _run_on_ray(args, specs: list | None = None) -> int:
     """``--engine ray``: the same app on Ray Serve (run from :mod:`ortpipe.distributed.cli`)."""
     if args.replicas < 1:
         raise OrtpipeError(f"--replicas must be at least 1, got {args.replicas}")
-    return importlib.import_module("ortpipe.distributed.cli").serve(args, _config(args))
+    return importlib.import_module("ortpipe.distributed.cli").serve(args, _config(args), specs)
 
 
 def _model_specs(args) -> tuple[dict, list] | None:
@@ -122,10 +122,7 @@ def _load_models(args, specs: list, config: ServeConfig) -> dict:
 def _run_serve(args) -> int:
     specs = _model_specs(args)
     if args.engine == "ray":
-        if specs is not None:
-            raise OrtpipeError("--engine ray serves one --bundle; several models in one Ray Serve app are not "
-                               "supported yet (run one deployment per model)")
-        return _run_on_ray(args)
+        return _run_on_ray(args, None if specs is None else specs[1])
     try:
         import uvicorn
 
