@@ -23,7 +23,7 @@ from pathlib import Path
 from ortpipe.runtime.bundle import open_bundle, ortpipe_home
 from ortpipe.runtime.check import best_float_variant
 from ortpipe.runtime.errors import IntegrityError
-from ortpipe.runtime.manifest import MANIFEST_NAME, sha256_of
+from ortpipe.runtime.manifest import MANIFEST_NAME, plain_file_name, sha256_of
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def materialize(shipped: ShippedBundle, home: Path | None = None) -> Path:
     folder = (home or ortpipe_home()) / "shipped" / shipped.key[:16]
     folder.mkdir(parents=True, exist_ok=True)
     for item in shipped.files:
-        target = folder / item.name
+        target = folder / plain_file_name(folder, item.name, "shipped file")
         if target.is_file() and sha256_of(target) == item.sha256:
             continue
         data = ray.get(item.ref[0])

@@ -52,7 +52,9 @@ class OnnxModel:
         if not spinning:  # threads stop busy-waiting as soon as a call returns (within a call they still spin:
             # parking them between the graph's hundreds of small parallel steps cost ~1 ms per sentence here)
             options.add_session_config_entry("session.force_spinning_stop", "1")
-        if shared_threads:  # the process-wide pools of use_shared_threads(): N sessions, one set of threads
+        if shared_threads or shared_pool_exists():  # use_shared_threads()'s pool: N sessions, one set of threads
+            # (ONNX Runtime refuses a session with threads of its own once the process-wide pool exists)
+            shared_threads = True
             options.use_per_session_threads = False
         elif threads is not None:
             if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
@@ -146,6 +148,11 @@ class OnnxModel:
 
 
 _shared_pool: int | None = None
+
+
+def shared_pool_exists() -> bool:
+    """Whether this process made ONNX Runtime's shared pool: every session made after must use it."""
+    return _shared_pool is not None
 
 
 def use_shared_threads(threads: int | None = None) -> int:

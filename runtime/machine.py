@@ -89,8 +89,11 @@ def int8_kernel_saturates() -> bool | None:
     import onnxruntime as ort
 
     try:
+        from ortpipe.runtime.inference import shared_pool_exists
+
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        options.use_per_session_threads = not shared_pool_exists()
         session = ort.InferenceSession(_U8S8_PROBE, sess_options=options, providers=["CPUExecutionProvider"])
         (result,) = session.run(None, {"a": np.full((1, 64), 255, dtype=np.uint8)})
     except Exception:  # an ONNX Runtime without MatMulInteger on CPU: no answer

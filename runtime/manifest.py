@@ -102,6 +102,24 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(k.__name__ for k in kinds)
 
 
+def plain_file_name(bundle_dir: str | Path, name: Any, what: str) -> str:
+    """``name`` if it names a file directly inside ``bundle_dir``; else a :class:`BundleError` naming it.
+
+    A manifest is untrusted input (bundles are copied, shipped to Ray nodes, loaded over HTTP): every file
+    it names must be a plain name — no path separator, no ``..``, not absolute, not a symlink leading out.
+    """
+    if (not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name
+            or "\0" in name or Path(name).is_absolute()):
+        raise BundleError(f"{Path(bundle_dir) / MANIFEST_NAME}: {what} {name!r} must be a plain file name inside "
+                          "the bundle folder (no path separator, no '..')")
+    path = Path(bundle_dir) / name
+    if path.is_symlink():
+        root, target = Path(bundle_dir).resolve(), path.resolve()
+        if root not in target.parents:
+            raise BundleError(f"{path}: {what} {name!r} is a symlink to {target}, outside the bundle folder")
+    return name
+
+
 def read_manifest(bundle_dir: str | Path) -> Manifest:
     """Parse and check ``bundle_dir/ortpipe.json``.
 
@@ -137,6 +155,7 @@ def read_manifest(bundle_dir: str | Path) -> Manifest:
     for name, raw in _require(data, "variants", dict, path).items():
         if not isinstance(raw, dict) or not {"file", "sha256"} <= raw.keys():
             raise BundleError(f"{path}: variant {name!r} needs 'file' and 'sha256'")
+        plain_file_name(bundle_dir, raw["file"], f"variant {name!r} file")
         variants[name] = Variant(name=name, file=raw["file"], sha256=raw["sha256"],
                                  validation=raw.get("validation", {}), details=raw.get("details", {}),
                                  machine=raw.get("machine", {}))
@@ -149,6 +168,10 @@ def read_manifest(bundle_dir: str | Path) -> Manifest:
     max_length = _require(data, "max_length", int, path)
     if max_length < 2:
         raise BundleError(f"{path}: max_length {max_length} is too small")
+    tokenizer_file = plain_file_name(bundle_dir, data.get("tokenizer_file", "tokenizer.json"), "tokenizer_file")
+    probes_file = data.get("probes_file", "")
+    if probes_file:
+        plain_file_name(bundle_dir, probes_file, "probes_file")
     window = data.get("window")
     if window is not None and (not isinstance(window, int) or isinstance(window, bool)
                                or not MIN_WINDOW <= window <= max_length):
@@ -165,9 +188,9 @@ def read_manifest(bundle_dir: str | Path) -> Manifest:
         default_variant=default_variant,
         variants=variants,
         pad_token_id=_require(data, "pad_token_id", int, path),
-        tokenizer_file=data.get("tokenizer_file", "tokenizer.json"),
+        tokenizer_file=tokenizer_file,
         tokenizer_sha256=data.get("tokenizer_sha256", ""),
-        probes_file=data.get("probes_file", ""),
+        probes_file=probes_file,
         probes_sha256=data.get("probes_sha256", ""),
         architecture=data.get("architecture", {}),
         task=data.get("task", "text-classification"),

@@ -22,18 +22,21 @@ import asyncio
 import json
 import uuid
 from contextlib import asynccontextmanager
+from typing import Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 
 from ortpipe.runtime.classifier import TextClassifier
+from ortpipe.runtime.errors import OrtpipeError
 from ortpipe.serve.batcher import Batcher, Expired, Overloaded
 from ortpipe.serve.config import ServeConfig
 from ortpipe.serve.metrics import ServerMetrics
 from ortpipe.serve.predictor import TIMEOUT_HEADER, Predictor, single_thread_model  # noqa: F401 (re-exported)
 from ortpipe.serve.protocol import ERROR_SCHEMA, PREDICT_BODY_SCHEMA, RequestError, invalid
 from ortpipe.serve.scheduler import Scheduler
+from ortpipe.serve.security import ApiKeyGuard, allowed_bundle
 
 PREDICT_ROUTES = ("/predict", "/", "/invocations")
 MODEL_PREDICT_ROUTE = "/models/{name}/predict"
@@ -63,6 +66,8 @@ async def _read_body(receive, declared: str | None, limit: int) -> bytes:
 def _parse_json(body: bytes):
     try:
         return json.loads(body)
+    except RecursionError:  # {"inputs": [[[[… thousands of levels: Python's parser gives up
+        raise RequestError(400, "validation", "the body is nested too deeply to be a /predict request") from None
     except UnicodeDecodeError as exc:
         raise RequestError(400, "validation", f"the body is not UTF-8: {exc.reason} at byte {exc.start}") from None
     except ValueError as exc:
@@ -163,8 +168,17 @@ def _as_models(models, config: ServeConfig) -> dict[str, tuple[TextClassifier, S
     return {name: value if isinstance(value, tuple) else (value, config) for name, value in models.items()}
 
 
+def default_loader(path: str, name: str, old: TextClassifier | None) -> TextClassifier:
+    """How ``POST /models/{name}/load`` loads a bundle when the server was given no loader: as the old version."""
+    if old is None:
+        return TextClassifier.load(path, shared_threads=True)
+    return TextClassifier.load(path, provider=old.provider, memory=old.memory.requested,
+                               shared_threads=getattr(old.model, "shared_threads", False))
+
+
 def create_app(models, config: ServeConfig = ServeConfig(), batcher_factory=Batcher,
-               request_id_header: bool = True, default_model: str | None = None) -> FastAPI:
+               request_id_header: bool = True, default_model: str | None = None, api_keys: Sequence[str] = (),
+               public_metrics: bool = False, model_roots: Sequence[str] = (), loader=default_loader) -> FastAPI:
     """An ASGI app serving one classifier, or several, with the limits of ``config``.
 
     Args:
@@ -178,6 +192,11 @@ def create_app(models, config: ServeConfig = ServeConfig(), batcher_factory=Batc
             and ``alone`` to run batches side by side.
         request_id_header: False leaves ``x-request-id`` to a proxy in front that sets it already (Ray Serve's).
         default_model: where ``/predict`` without a ``model`` goes (default: the first).
+        api_keys: with any, every route but ``/health`` needs ``Authorization: Bearer KEY``
+            (:mod:`ortpipe.serve.security`), and ``POST /models/{name}/load`` and ``/unload`` exist.
+        public_metrics: ``/metrics`` without a key.
+        model_roots: folders under which ``/load`` may read bundles (a model's own path always).
+        loader: ``(path, name, old classifier or None) → TextClassifier`` for ``/load``.
     """
     config.check()
     served = _as_models(models, config)
@@ -204,6 +223,8 @@ def create_app(models, config: ServeConfig = ServeConfig(), batcher_factory=Batc
         for predictor in predictors.values():
             await predictor.start()
         yield
+        if app.state.retiring:  # old versions still answering what they held
+            await asyncio.wait(set(app.state.retiring))
         for predictor in predictors.values():
             await predictor.stop()
         if scheduler is not None:
@@ -306,11 +327,109 @@ def create_app(models, config: ServeConfig = ServeConfig(), batcher_factory=Batc
         except RequestError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                              "description": "Prometheus text format"}})
     async def prometheus():
         return Response(metrics.render(), media_type=metrics.content_type)
 
+    _add_model_management(app, predictors, metrics, config, batcher_factory, scheduler, api_keys, model_roots,
+                          loader, lambda: default_model)
+    if api_keys:
+        app.add_middleware(ApiKeyGuard, keys=api_keys, public_metrics=public_metrics)  # outermost
     return app
+
+
+def _add_model_management(app, predictors: dict, metrics: ServerMetrics, config: ServeConfig, batcher_factory,
+                          scheduler, api_keys, model_roots, loader, default_model) -> None:
+    """``POST /models/{name}/load`` and ``/unload``: a new version loaded beside the old, probed, switched to."""
+    lock = asyncio.Lock()
+    started_with = {p.bundle_path for p in predictors.values()}
+    retiring: set[asyncio.Task] = set()
+    app.state.retiring = retiring
+
+    def refuse_unless_allowed() -> None:
+        if not api_keys:
+            raise RequestError(403, "forbidden", "loading and unloading models over HTTP needs an API key: start "
+                                                 "the server with --api-key (or ORTPIPE_API_KEYS)")
+        if scheduler is None:
+            raise RequestError(501, "unsupported", "loading models at run time is for the local engine")
+
+    async def retire(old: Predictor) -> None:
+        """Let the old version answer what it holds, then free it."""
+        while old.batcher.depth:
+            await asyncio.sleep(0.01)
+        await old.stop()
+
+    def retire_later(old: Predictor) -> None:
+        task = asyncio.get_running_loop().create_task(retire(old))
+        retiring.add(task)
+        task.add_done_callback(retiring.discard)
+
+    async def load(name: str, bundle: str | None) -> dict:
+        refuse_unless_allowed()
+        old = predictors.get(name)
+        if bundle is None and old is None:
+            raise RequestError(404, "not_found", f"no model {name!r} here to re-read; send {{\"bundle\": PATH}} to "
+                                                 "load a new one")
+        path = bundle if bundle is not None else old.bundle_path
+        if not isinstance(path, str) or not path:
+            raise invalid(f"'bundle' must be a bundle folder's path, got {path!r}")
+        try:
+            allowed = str(allowed_bundle(path, model_roots, own=started_with))
+        except PermissionError as exc:
+            raise RequestError(403, "forbidden", str(exc)) from None
+        async with lock:
+            try:
+                clf = await asyncio.to_thread(loader, allowed, name, old.clf if old else None)
+                report = await asyncio.to_thread(clf.check)
+            except OrtpipeError as exc:
+                raise RequestError(422, "bundle", f"{allowed} was not loaded ({type(exc).__name__}: {exc}); "
+                                                  f"{'the old version still serves' if old else 'nothing changed'}"
+                                   ) from None
+            if not report.passed:
+                raise RequestError(422, "bundle", f"{allowed} failed its probe check here ({report.reason}); "
+                                                  f"{'the old version still serves' if old else 'nothing changed'}")
+            new = Predictor(name, clf, old.config if old else config, metrics, batcher_factory, scheduler,
+                            bundle_path=allowed)
+            await new.start()
+            predictors[name] = new  # new requests go to the new version from here on
+        if old is not None:
+            retire_later(old)
+        return {"model": name, "bundle": allowed, "variant": clf.variant, "replaced": old is not None,
+                "probe": {"passed": report.passed, "agreement": report.agreement, "reason": report.reason}}
+
+    async def unload(name: str) -> dict:
+        refuse_unless_allowed()
+        if name not in predictors:
+            raise RequestError(404, "not_found", f"no model {name!r} here; the models are {sorted(predictors)}")
+        if name == default_model():
+            raise RequestError(409, "conflict", f"{name!r} is the default model (/predict without a \"model\"); "
+                                                "it cannot be unloaded")
+        async with lock:
+            old = predictors.pop(name)
+        retire_later(old)
+        return {"model": name, "unloaded": True}
+
+    async def answer(work) -> JSONResponse:
+        try:
+            return JSONResponse(await work)
+        except RequestError as exc:
+            return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.post("/models/{name}/load", summary="Load a model (or a new version of one) beside the old, then switch")
+    async def load_route(name: str, request: Request):
+        try:
+            body = _parse_json(await request.body() or b"{}")
+        except RequestError as exc:
+            return JSONResponse(exc.body(), status_code=exc.status)
+        if not isinstance(body, dict) or set(body) - {"bundle"}:
+            return JSONResponse(invalid("the body must be {} or {\"bundle\": PATH}").body(), status_code=422)
+        return await answer(load(name, body.get("bundle")))
+
+    @app.post("/models/{name}/unload", summary="Stop serving a model once it has answered what it holds")
+    async def unload_route(name: str):
+        return await answer(unload(name))
 
 
 def start_draining(app: FastAPI) -> None:

@@ -43,6 +43,13 @@ def add_commands(subparsers) -> None:
                                          "(bundle, variant, memory, limits, window)")
     parser.add_argument("--default-model", help="the model /predict answers without a \"model\" field (default: "
                                                 "the first)")
+    parser.add_argument("--api-key", action="append", metavar="KEY",
+                        help="require 'Authorization: Bearer KEY' on every route but /health (repeatable; or "
+                             "ORTPIPE_API_KEYS=k1,k2); also turns on POST /models/{name}/load and /unload")
+    parser.add_argument("--public-metrics", action="store_true", help="with --api-key: /metrics without a key")
+    parser.add_argument("--model-root", action="append", metavar="DIR",
+                        help="a folder under which POST /models/{name}/load may read bundles (repeatable; a "
+                             "model's own bundle path is always allowed)")
     parser.add_argument("--variant", help="fp32, optimized, int8 … (default: what load() picks on this machine)")
     parser.add_argument("--provider", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
@@ -119,6 +126,22 @@ def _load_models(args, specs: list, config: ServeConfig) -> dict:
     return models
 
 
+def _loader(args, specs: list | None):
+    """How ``POST /models/{name}/load`` loads a bundle: with the model's own settings, or the flags'."""
+    from ortpipe.runtime.classifier import TextClassifier
+
+    by_name = {spec.name: spec for spec in specs or ()}
+
+    def load(path: str, name: str, old):
+        spec = by_name.get(name)
+        return TextClassifier.load(path, variant=(spec.variant if spec else None) or args.variant,
+                                   provider=(spec.provider if spec else None) or args.provider,
+                                   memory=(spec.memory if spec else None) or args.memory, spinning=args.spinning,
+                                   threads=None if specs is not None else args.threads,
+                                   shared_threads=specs is not None)
+    return load
+
+
 def _run_serve(args) -> int:
     specs = _model_specs(args)
     if args.engine == "ray":
@@ -138,8 +161,12 @@ def _run_serve(args) -> int:
                                      spinning=args.spinning, memory=args.memory)
     else:
         models = _load_models(args, specs[1], config)
+    from ortpipe.serve.security import api_keys_from
+
     try:
-        app = create_app(models, config, default_model=args.default_model)
+        app = create_app(models, config, default_model=args.default_model, api_keys=api_keys_from(args.api_key),
+                         public_metrics=args.public_metrics, model_roots=args.model_root or (),
+                         loader=_loader(args, None if specs is None else specs[1]))
     except ValueError as exc:  # a setting this model cannot take (e.g. --window past its limit)
         raise OrtpipeError(str(exc)) from exc
 

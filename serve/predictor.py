@@ -9,6 +9,7 @@ A :class:`Predictor` per model holds the classifier, that model's limits
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from typing import Awaitable, Callable
@@ -53,7 +54,10 @@ def deadline_of(raw: str | None, config: ServeConfig) -> float:
         try:
             timeout_ms = float(raw)
         except ValueError:
-            raise invalid(f"header {TIMEOUT_HEADER} must be a number of milliseconds, got {raw!r}") from None
+            timeout_ms = float("nan")
+        if not math.isfinite(timeout_ms) or timeout_ms < 0:  # nan and inf would never expire
+            raise invalid(f"header {TIMEOUT_HEADER} must be a finite number of milliseconds, 0 or more; "
+                          f"got {raw!r}") from None
     return time.perf_counter() + timeout_ms / 1000.0
 
 

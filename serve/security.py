@@ -1,0 +1,75 @@
+"""What a server exposed beyond loopback needs: API keys, and which bundle folders it may load at run time.
+
+    ortpipe serve --api-key "$KEY" --model-root /srv/bundles      # or ORTPIPE_API_KEYS=key1,key2
+
+With keys set, every route but ``/health`` (and ``/metrics`` with
+``--public-metrics``) needs ``Authorization: Bearer KEY``; a missing or wrong
+key is a 401 with the JSON error body. Keys are compared in constant time
+(``hmac.compare_digest``, against every key whatever the first one says),
+never logged and never shown (``/info`` lists the limits, not the keys).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+API_KEYS_ENV = "ORTPIPE_API_KEYS"
+OPEN_PATHS = ("/health",)
+
+
+def api_keys_from(flags: Sequence[str] | None, environ=None) -> tuple[str, ...]:
+    """The keys of ``--api-key`` flags, else of ``$ORTPIPE_API_KEYS`` (comma-separated); blanks dropped."""
+    environ = os.environ if environ is None else environ
+    keys = list(flags or ()) or environ.get(API_KEYS_ENV, "").split(",")
+    return tuple(key.strip() for key in keys if key.strip())
+
+
+def key_matches(given: str, keys: Iterable[str]) -> bool:
+    """Whether ``given`` is one of ``keys``, in time that does not depend on where they differ."""
+    given_bytes = given.encode("utf-8", "surrogateescape")
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(given_bytes, key.encode("utf-8"))
+    return found
+
+
+class ApiKeyGuard:
+    """Pure ASGI, outermost: refuses every HTTP request without a right ``Authorization: Bearer`` key."""
+
+    def __init__(self, app, keys: Sequence[str], public_metrics: bool = False):
+        self.app, self.keys = app, tuple(keys)
+        self.open = OPEN_PATHS + (("/metrics",) if public_metrics else ())
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not self.keys or scope.get("path") in self.open:
+            await self.app(scope, receive, send)
+            return
+        header = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
+        scheme, _, given = header.decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer" and key_matches(given.strip(), self.keys):
+            await self.app(scope, receive, send)
+            return
+        why = "a wrong API key" if given else "no API key"
+        body = json.dumps({"error": f"{why}: send the header 'Authorization: Bearer KEY' with a key the server "
+                                    "was started with (--api-key)", "error_type": "unauthorized"}).encode()
+        await send({"type": "http.response.start", "status": 401,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"www-authenticate", b"Bearer")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def allowed_bundle(path: str | Path, roots: Sequence[str | Path], own: Iterable[str | Path] = ()) -> Path:
+    """``path`` resolved, if it is one of ``own`` or lies under one of ``roots``; else PermissionError."""
+    resolved = Path(path).resolve()
+    if any(resolved == Path(p).resolve() for p in own):
+        return resolved
+    for root in roots:
+        root = Path(root).resolve()
+        if resolved == root or root in resolved.parents:
+            return resolved
+    where = ", ".join(str(Path(r).resolve()) for r in roots) or "none given"
+    raise PermissionError(f"{path} is not under a folder this server may load from (--model-root: {where})")

@@ -1,0 +1,229 @@
+"""A server safe to expose: API keys, hot reload without a dropped request, hostile input.
+
+Real ``ortpipe serve`` subprocesses on loopback; every load loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+
+from ortpipe.benchmarks.serve_load import free_port  # noqa: E402
+from ortpipe.runtime import BundleError, TextClassifier  # noqa: E402
+from ortpipe.serve.security import allowed_bundle, api_keys_from, key_matches  # noqa: E402
+from bundle_edits import edit_manifest  # noqa: E402
+
+KEY = "k3y-for-tests-0123456789"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+TEXTS = ["a fine film", "dull and long", "I loved every minute of it", "not good", "great acting"]
+
+
+@contextmanager
+def serving(home: Path, *flags: str):
+    """``ortpipe serve`` on a free port, its stderr kept; yields (url, process, stderr lines so far)."""
+    import subprocess
+    import time
+
+    port = free_port()
+    command = [sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--port", str(port), "--threads", "2", *flags]
+    log = home / "stderr.log"
+    home.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as err:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err,
+                                   env={**os.environ, "ORTPIPE_HOME": str(home)})
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                assert process.poll() is None, log.read_text()
+                try:
+                    if httpx.get(f"{url}/ready", headers=AUTH, timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "not ready in 90 s"
+                time.sleep(0.2)
+            yield url, process, log
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+# -- keys ---------------------------------------------------------------------------------------
+
+def test_keys_come_from_flags_or_the_environment_and_compare_whole():
+    assert api_keys_from(["a", " b "]) == ("a", "b")
+    assert api_keys_from(None, {"ORTPIPE_API_KEYS": "x, y,,"}) == ("x", "y")
+    assert api_keys_from(None, {}) == ()
+    assert key_matches("secret", ["other", "secret"]) and not key_matches("secre", ["secret"])
+    assert not key_matches("", ["secret"])
+
+
+def test_every_route_but_health_needs_the_key_and_no_log_line_shows_it(bert_bundle, tmp_path):
+    with serving(tmp_path, "--model", f"m={bert_bundle}", "--api-key", KEY) as (url, _, log):
+        assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+        for method, route in (("GET", "/ready"), ("GET", "/info"), ("GET", "/models"), ("GET", "/metrics"),
+                              ("GET", "/openapi.json"), ("POST", "/predict"), ("POST", "/models/m/predict")):
+            missing = httpx.request(method, f"{url}{route}", json={"inputs": "x"}, timeout=10)
+            wrong = httpx.request(method, f"{url}{route}", json={"inputs": "x"}, timeout=10,
+                                  headers={"Authorization": "Bearer nope"})
+            right = httpx.request(method, f"{url}{route}", json={"inputs": "x"}, timeout=10, headers=AUTH)
+            assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200), route
+            assert missing.json()["error_type"] == "unauthorized" and "no API key" in missing.json()["error"]
+            assert "wrong API key" in wrong.json()["error"] and wrong.headers["www-authenticate"] == "Bearer"
+            assert KEY not in wrong.text + missing.text
+        assert KEY not in httpx.get(f"{url}/info", headers=AUTH, timeout=10).text
+    assert KEY not in log.read_text()
+
+
+def test_public_metrics_opens_only_metrics(bert_bundle, tmp_path):
+    with serving(tmp_path, "--bundle", str(bert_bundle), "--api-key", KEY, "--public-metrics") as (url, _, _log):
+        assert httpx.get(f"{url}/metrics", timeout=10).status_code == 200
+        assert httpx.post(f"{url}/predict", json={"inputs": "x"}, timeout=10).status_code == 401
+
+
+def test_loading_over_http_needs_a_key(bert_bundle, tmp_path):
+    with serving(tmp_path, "--model", f"m={bert_bundle}") as (url, _, _log):
+        response = httpx.post(f"{url}/models/m/load", json={}, timeout=10)
+        assert response.status_code == 403 and "needs an API key" in response.json()["error"]
+        assert httpx.post(f"{url}/models/m/unload", timeout=10).status_code == 403
+
+
+# -- reload ---------------------------------------------------------------------------------------
+
+def test_reload_under_load_from_32_clients_drops_nothing_and_switches_once(bundles, tmp_path):
+    """v1 has 3 labels, v2 (put in v1's place, then re-read with {}) has 4: every answer is exactly one of them."""
+    root = tmp_path / "models"
+    live = root / "sentiment"
+    shutil.copytree(bundles["bert"], live)
+    v1 = TextClassifier.load(bundles["bert"], variant="optimized", threads=1)(TEXTS, top_k=None)
+    v2 = TextClassifier.load(bundles["bert-multilabel"], variant="optimized", threads=1)(TEXTS, top_k=None)
+    flags = ["--model", f"sentiment={live}", "--api-key", KEY, "--model-root", str(root), "--variant", "optimized"]
+    with serving(tmp_path / "home", *flags) as (url, _, _log):
+        seen: list[list[str]] = [[] for _ in range(32)]
+        failures: list[str] = []
+
+        async def client(index: int, http, stop: asyncio.Event):
+            i = index
+            while not stop.is_set() or len(seen[index]) < 3:
+                text = i % len(TEXTS)
+                response = await http.post(f"{url}/predict", json={"inputs": TEXTS[text]}, headers=AUTH)
+                i += 1
+                if response.status_code != 200:
+                    failures.append(f"{response.status_code} {response.text}")
+                    continue
+                got = response.json()
+                version = "v1" if got == v1[text] else "v2" if got == v2[text] else None
+                if version is None:
+                    failures.append(f"an answer of neither version: {got}")
+                seen[index].append(version)
+                if len(seen[index]) > 400:
+                    return
+
+        async def run():
+            async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=40)) as http:
+                stop = asyncio.Event()
+                clients = [asyncio.ensure_future(client(k, http, stop)) for k in range(32)]
+                await asyncio.sleep(0.5)
+                shutil.rmtree(live)
+                shutil.copytree(bundles["bert-multilabel"], live)
+                reloaded = await http.post(f"{url}/models/sentiment/load", json={}, headers=AUTH)
+                await asyncio.sleep(0.5)
+                stop.set()
+                await asyncio.gather(*clients)
+                return reloaded
+
+        reloaded = asyncio.run(asyncio.wait_for(run(), timeout=120))
+        assert reloaded.status_code == 200, reloaded.text
+        assert reloaded.json()["replaced"] is True and reloaded.json()["probe"]["passed"] is True
+        assert failures == []
+        for versions in seen:  # each client saw v1, then v2, never back
+            assert versions == sorted(versions) and versions[-1] == "v2"
+        assert any(versions[0] == "v1" for versions in seen)
+        assert len(httpx.get(f"{url}/info", headers=AUTH, timeout=10).json()["labels"]) == 4
+
+
+def test_a_corrupted_bundle_leaves_the_old_one_serving(bert_bundle, tmp_path):
+    root = tmp_path / "models"
+    broken = root / "broken"
+    shutil.copytree(bert_bundle, broken)
+    with open(broken / "model.optimized.onnx", "r+b") as handle:
+        handle.seek(200)
+        handle.write(b"\x00" * 64)
+    flags = ["--model", f"m={bert_bundle}", "--api-key", KEY, "--model-root", str(root), "--variant", "optimized"]
+    with serving(tmp_path / "home", *flags) as (url, _, _log):
+        before = httpx.post(f"{url}/predict", json={"inputs": "x"}, headers=AUTH, timeout=10).json()
+        response = httpx.post(f"{url}/models/m/load", json={"bundle": str(broken)}, headers=AUTH, timeout=60)
+        assert response.status_code == 422, response.text
+        assert "IntegrityError" in response.json()["error"] and "the old version still serves" in response.json()["error"]
+        assert httpx.post(f"{url}/predict", json={"inputs": "x"}, headers=AUTH, timeout=10).json() == before
+        assert httpx.get(f"{url}/info", headers=AUTH, timeout=10).json()["bundle"] == str(bert_bundle)
+
+
+def test_paths_outside_the_model_roots_are_refused_and_new_names_load_and_unload(bundles, tmp_path):
+    root = tmp_path / "models"
+    shutil.copytree(bundles["distilbert"], root / "extra")
+    flags = ["--model", f"m={bundles['bert']}", "--api-key", KEY, "--model-root", str(root)]
+    with serving(tmp_path / "home", *flags) as (url, _, _log):
+        outside = httpx.post(f"{url}/models/x/load", json={"bundle": str(bundles["distilbert"])}, headers=AUTH,
+                             timeout=30)
+        assert outside.status_code == 403 and "--model-root" in outside.json()["error"]
+        sneaky = httpx.post(f"{url}/models/x/load", json={"bundle": f"{root}/../../{bundles['distilbert'].name}"},
+                            headers=AUTH, timeout=30)
+        assert sneaky.status_code == 403
+        added = httpx.post(f"{url}/models/x/load", json={"bundle": str(root / "extra")}, headers=AUTH, timeout=60)
+        assert added.status_code == 200 and added.json()["replaced"] is False
+        assert httpx.post(f"{url}/models/x/predict", json={"inputs": "x"}, headers=AUTH, timeout=10).status_code == 200
+        assert httpx.post(f"{url}/models/m/unload", headers=AUTH, timeout=10).status_code == 409  # the default
+        assert httpx.post(f"{url}/models/x/unload", headers=AUTH, timeout=10).json() == {"model": "x",
+                                                                                       "unloaded": True}
+        gone = httpx.post(f"{url}/models/x/predict", json={"inputs": "x"}, headers=AUTH, timeout=10)
+        assert gone.status_code == 404
+    assert allowed_bundle(root / "extra", [root]) == (root / "extra").resolve()
+
+
+# -- hostile input ----------------------------------------------------------------------------------
+
+def test_hostile_bodies_and_headers_are_4xx_that_say_why(bert_bundle, tmp_path):
+    with serving(tmp_path, "--bundle", str(bert_bundle), "--max-body", "65536") as (url, _, _log):
+        nested = b'{"inputs": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+        response = httpx.post(f"{url}/predict", content=nested, timeout=10)
+        assert response.status_code == 400 and "nested too deeply" in response.json()["error"]
+        for bad in ("nan", "inf", "-inf", "-5", "soon"):
+            response = httpx.post(f"{url}/predict", json={"inputs": "x"}, headers={"x-timeout-ms": bad}, timeout=10)
+            assert response.status_code == 422, bad
+            assert "x-timeout-ms must be a finite number of milliseconds" in response.json()["error"]
+        response = httpx.post(f"{url}/predict", content=b'{"inputs": "caf\xe9"}', timeout=10)
+        assert response.status_code == 400 and "not UTF-8" in response.json()["error"]
+
+        def chunks():
+            for _ in range(20):
+                yield b"x" * 8192
+
+        chunked = httpx.post(f"{url}/predict", content=chunks(), timeout=10)  # no Content-Length
+        assert chunked.status_code == 413 and "over the limit of 65536 bytes" in chunked.json()["error"]
+
+
+@pytest.mark.parametrize("name", ["../outside/tok.json", "/etc/passwd", "sub/tokenizer.json", "..", ""])
+def test_a_manifest_naming_a_file_outside_its_folder_is_refused(bundle_copy, name):
+    edit_manifest(bundle_copy, lambda m: m.update(tokenizer_file=name))
+    with pytest.raises(BundleError, match="must be a plain file name inside the bundle folder"):
+        TextClassifier.load(bundle_copy)
+
+
+def test_a_symlink_out_of_the_bundle_is_refused(bundle_copy, tmp_path):
+    outside = tmp_path / "elsewhere.json"
+    shutil.copy(bundle_copy / "tokenizer.json", outside)
+    (bundle_copy / "tokenizer.json").unlink()
+    (bundle_copy / "tokenizer.json").symlink_to(outside)
+    with pytest.raises(BundleError, match="is a symlink to .* outside the bundle folder"):
+        TextClassifier.load(bundle_copy)
