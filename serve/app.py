@@ -22,6 +22,7 @@ import asyncio
 import json
 import uuid
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Sequence
 
 from fastapi import FastAPI, Request
@@ -220,6 +221,7 @@ def create_app(models, config: ServeConfig = ServeConfig(), batcher_factory=Batc
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        app.state.loop = asyncio.get_running_loop()
         for predictor in predictors.values():
             await predictor.start()
         yield
@@ -348,8 +350,8 @@ def _add_model_management(app, predictors: dict, metrics: ServerMetrics, config:
     retiring: set[asyncio.Task] = set()
     app.state.retiring = retiring
 
-    def refuse_unless_allowed() -> None:
-        if not api_keys:
+    def refuse_unless_allowed(trusted: bool = False) -> None:
+        if not api_keys and not trusted:
             raise RequestError(403, "forbidden", "loading and unloading models over HTTP needs an API key: start "
                                                  "the server with --api-key (or ORTPIPE_API_KEYS)")
         if scheduler is None:
@@ -366,8 +368,9 @@ def _add_model_management(app, predictors: dict, metrics: ServerMetrics, config:
         retiring.add(task)
         task.add_done_callback(retiring.discard)
 
-    async def load(name: str, bundle: str | None) -> dict:
-        refuse_unless_allowed()
+    async def load(name: str, bundle: str | None, trusted: bool = False, limits: ServeConfig | None = None) -> dict:
+        """Load ``bundle`` (None: the model's own path again) as ``name``; ``trusted``: from the operator (SIGHUP)."""
+        refuse_unless_allowed(trusted)
         old = predictors.get(name)
         if bundle is None and old is None:
             raise RequestError(404, "not_found", f"no model {name!r} here to re-read; send {{\"bundle\": PATH}} to "
@@ -376,7 +379,7 @@ def _add_model_management(app, predictors: dict, metrics: ServerMetrics, config:
         if not isinstance(path, str) or not path:
             raise invalid(f"'bundle' must be a bundle folder's path, got {path!r}")
         try:
-            allowed = str(allowed_bundle(path, model_roots, own=started_with))
+            allowed = str(allowed_bundle(path, model_roots, own=started_with) if not trusted else Path(path).resolve())
         except PermissionError as exc:
             raise RequestError(403, "forbidden", str(exc)) from None
         async with lock:
@@ -390,8 +393,8 @@ def _add_model_management(app, predictors: dict, metrics: ServerMetrics, config:
             if not report.passed:
                 raise RequestError(422, "bundle", f"{allowed} failed its probe check here ({report.reason}); "
                                                   f"{'the old version still serves' if old else 'nothing changed'}")
-            new = Predictor(name, clf, old.config if old else config, metrics, batcher_factory, scheduler,
-                            bundle_path=allowed)
+            new = Predictor(name, clf, limits or (old.config if old else config), metrics, batcher_factory,
+                            scheduler, bundle_path=allowed)
             await new.start()
             predictors[name] = new  # new requests go to the new version from here on
         if old is not None:
@@ -399,8 +402,8 @@ def _add_model_management(app, predictors: dict, metrics: ServerMetrics, config:
         return {"model": name, "bundle": allowed, "variant": clf.variant, "replaced": old is not None,
                 "probe": {"passed": report.passed, "agreement": report.agreement, "reason": report.reason}}
 
-    async def unload(name: str) -> dict:
-        refuse_unless_allowed()
+    async def unload(name: str, trusted: bool = False) -> dict:
+        refuse_unless_allowed(trusted)
         if name not in predictors:
             raise RequestError(404, "not_found", f"no model {name!r} here; the models are {sorted(predictors)}")
         if name == default_model():
@@ -410,6 +413,8 @@ def _add_model_management(app, predictors: dict, metrics: ServerMetrics, config:
             old = predictors.pop(name)
         retire_later(old)
         return {"model": name, "unloaded": True}
+
+    app.state.load_model, app.state.unload_model = load, unload
 
     async def answer(work) -> JSONResponse:
         try:

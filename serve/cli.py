@@ -142,6 +142,35 @@ def _loader(args, specs: list | None):
     return load
 
 
+async def _reread_config(app, args, config: ServeConfig) -> None:
+    """SIGHUP: every model of the new ``--config`` loaded (re-read if its bundle is the same), the others unloaded.
+
+    A model that fails to load keeps its old version and the failure is printed; nothing else changes for it.
+    """
+    from ortpipe.serve.models import read_config
+    from ortpipe.serve.protocol import RequestError
+
+    try:
+        _, specs = read_config(args.config)
+    except OrtpipeError as exc:
+        print(f"ortpipe serve: SIGHUP: {exc}; nothing changed", file=sys.stderr, flush=True)
+        return
+    wanted = {spec.name for spec in specs}
+    for spec in specs:
+        try:
+            done = await app.state.load_model(spec.name, spec.bundle, trusted=True, limits=spec.config(config))
+            print(f"ortpipe serve: SIGHUP: {spec.name} {'reloaded' if done['replaced'] else 'loaded'} from "
+                  f"{done['bundle']} ({done['variant']})", file=sys.stderr, flush=True)
+        except (RequestError, ValueError) as exc:
+            print(f"ortpipe serve: SIGHUP: {spec.name}: {exc}", file=sys.stderr, flush=True)
+    for name in sorted(set(app.state.predictors) - wanted):
+        try:
+            await app.state.unload_model(name, trusted=True)
+            print(f"ortpipe serve: SIGHUP: {name} unloaded", file=sys.stderr, flush=True)
+        except RequestError as exc:
+            print(f"ortpipe serve: SIGHUP: {name}: {exc}", file=sys.stderr, flush=True)
+
+
 def _run_serve(args) -> int:
     specs = _model_specs(args)
     if args.engine == "ray":
@@ -186,11 +215,18 @@ def _run_serve(args) -> int:
                 yield
                 return
             originals = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            if args.config:  # SIGHUP: read --config again and load, re-read or unload what changed
+                originals[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: reread())
             try:
                 yield
             finally:
                 for sig, handler in originals.items():
                     signal.signal(sig, handler)
+
+    def reread() -> None:
+        loop = getattr(app.state, "loop", None)  # set once the app has started
+        if loop is not None:
+            loop.call_soon_threadsafe(lambda: loop.create_task(_reread_config(app, args, config)))
 
     server = DrainingServer(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning",
                                            timeout_graceful_shutdown=int(config.drain_s), access_log=False))

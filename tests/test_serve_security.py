@@ -227,3 +227,25 @@ def test_a_symlink_out_of_the_bundle_is_refused(bundle_copy, tmp_path):
     (bundle_copy / "tokenizer.json").symlink_to(outside)
     with pytest.raises(BundleError, match="is a symlink to .* outside the bundle folder"):
         TextClassifier.load(bundle_copy)
+
+
+def test_sighup_rereads_the_config(bundles, tmp_path):
+    import signal
+    import time
+
+    config = tmp_path / "serve.toml"
+    config.write_text(f'[models.a]\nbundle = "{bundles["bert"]}"\n\n[models.gone]\nbundle = "{bundles["bert"]}"\n')
+    with serving(tmp_path / "home", "--config", str(config)) as (url, process, log):
+        config.write_text(f'[models.a]\nbundle = "{bundles["bert-multilabel"]}"\nmax_queue = 7\n\n'
+                          f'[models.b]\nbundle = "{bundles["distilbert"]}"\n')
+        process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while True:
+            models = {m["name"]: m for m in httpx.get(f"{url}/models", timeout=10).json()["models"]}
+            if set(models) == {"a", "b"} and len(models["a"]["labels"]) == 4:
+                break
+            assert time.monotonic() < deadline, (models, log.read_text())
+            time.sleep(0.2)
+        assert models["a"]["limits"]["max_queue"] == 7
+        assert httpx.post(f"{url}/models/b/predict", json={"inputs": "x"}, timeout=10).status_code == 200
+        assert "SIGHUP: gone unloaded" in log.read_text()
