@@ -48,8 +48,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(command: list[str], port: int, ready_timeout: float = 120.0, env: dict | None = None):
+def server(command: list[str], port: int, ready_timeout: float = 120.0, env: dict | None = None,
+           headers: dict | None = None):
     """Run ``command`` (a server on 127.0.0.1:``port``); yield (url, process) once ``/ready`` answers 200.
+
+    ``headers`` go with each ``/ready`` poll (an ``Authorization`` for a server started with ``--api-key``).
 
     The process is terminated (SIGTERM, then SIGKILL after 30 s) on the way out.
     """
@@ -62,7 +65,7 @@ def server(command: list[str], port: int, ready_timeout: float = 120.0, env: dic
             if process.poll() is not None:
                 raise RuntimeError(f"{command[:4]} exited: {process.stderr.read()[-2000:]}")
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1, headers=headers).status_code == 200:
                     break
             except httpx.TransportError:
                 pass

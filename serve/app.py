@@ -35,12 +35,14 @@ from ortpipe.serve.batcher import Batcher, Expired, Overloaded
 from ortpipe.serve.config import ServeConfig
 from ortpipe.serve.metrics import ServerMetrics
 from ortpipe.serve.predictor import TIMEOUT_HEADER, Predictor, single_thread_model  # noqa: F401 (re-exported)
-from ortpipe.serve.protocol import ERROR_SCHEMA, PREDICT_BODY_SCHEMA, RequestError, invalid
+from ortpipe.serve.protocol import PREDICT_BODY_SCHEMA, RequestError, error_responses, invalid
 from ortpipe.serve.scheduler import Scheduler
 from ortpipe.serve.security import ApiKeyGuard, allowed_bundle
 
 PREDICT_ROUTES = ("/predict", "/", "/invocations")
 MODEL_PREDICT_ROUTE = "/models/{name}/predict"
+NAME_PARAMETER = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+                  "description": "a model's name (GET /models lists them)"}
 WATCH_AFTER_S = 0.005  # a queued request's connection is watched for a departure from then on
 
 
@@ -288,19 +290,23 @@ def create_app(models, config: ServeConfig = ServeConfig(), batcher_factory=Batc
                                              request.path_params.get("name"))
         return Response(body, status_code=status, headers=dict(headers), media_type="application/json")
 
-    error = {"content": {"application/json": {"schema": ERROR_SCHEMA}}}
     body_schema = {**PREDICT_BODY_SCHEMA, "properties": {**PREDICT_BODY_SCHEMA["properties"], "model": {
-        "type": "string", "enum": sorted(predictors),
-        "description": f"which model answers (default {default_model!r})"}}}
+        "type": "string", "description": f"which model answers (default {default_model!r}; see GET /models)"}}}
     openapi = {"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}},
-               "responses": {str(code): {"description": why, **error} for code, why in (
-                   (400, "the body is not JSON or not UTF-8"), (404, "no such model"),
-                   (413, "too many inputs, windows or bytes"),
-                   (422, "a field or text the model cannot take"), (429, "the queue is full (Retry-After)"),
-                   (503, "the server is draining"), (504, "the request waited past its deadline"))}}
+               "responses": {"200": {"description": "per text, its labels with their scores, best first",
+                                     "content": {"application/json": {"schema": {"type": "array"}}}},
+                             **error_responses(
+                                 (400, "the body is not JSON, not UTF-8, or nested too deeply"),
+                                 (404, "no such model"), (413, "too many inputs, windows or bytes"),
+                                 (422, "a field, header or text the model cannot take"),
+                                 (429, "the queue is full (Retry-After)"), (499, "the client disconnected"),
+                                 (500, "the model failed on this batch"), (503, "the server is draining"),
+                                 (504, "the request waited past its deadline"))}}
+    by_name = {**openapi, "parameters": [NAME_PARAMETER]}
     for route in (*PREDICT_ROUTES, MODEL_PREDICT_ROUTE):
         app.add_api_route(route, predict, methods=["POST"], summary="Classify texts (TEI-compatible)",
-                          include_in_schema=route in ("/predict", MODEL_PREDICT_ROUTE), openapi_extra=openapi)
+                          include_in_schema=route in ("/predict", MODEL_PREDICT_ROUTE),
+                          openapi_extra=by_name if route == MODEL_PREDICT_ROUTE else openapi)
     app.add_middleware(PredictFastPath, answer=answer)
 
     @app.get("/health", summary="Alive")
@@ -322,7 +328,7 @@ def create_app(models, config: ServeConfig = ServeConfig(), batcher_factory=Batc
     async def list_models():
         return {"default_model": default_model, "models": [p.summary() for p in predictors.values()]}
 
-    @app.get("/models/{name}", summary="One model's /info")
+    @app.get("/models/{name}", summary="One model's /info", responses=error_responses((404, "no such model")))
     async def model_info(name: str):
         try:
             return find(name).info()
@@ -339,7 +345,31 @@ def create_app(models, config: ServeConfig = ServeConfig(), batcher_factory=Batc
                           loader, lambda: default_model)
     if api_keys:
         app.add_middleware(ApiKeyGuard, keys=api_keys, public_metrics=public_metrics)  # outermost
+        _document_keys(app, public_metrics)
     return app
+
+
+def _document_keys(app: FastAPI, public_metrics: bool) -> None:
+    """The OpenAPI schema says which routes need ``Authorization: Bearer`` and that they answer 401 without it."""
+    plain = app.openapi
+    open_paths = {"/health", *(("/metrics",) if public_metrics else ())}
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = plain()
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})["apiKey"] = {
+            "type": "http", "scheme": "bearer", "description": "a key the server was started with (--api-key)"}
+        for path, operations in schema["paths"].items():
+            if path in open_paths:
+                continue
+            for operation in operations.values():
+                operation["security"] = [{"apiKey": []}]
+                operation.setdefault("responses", {}).update(error_responses((401, "no API key, or a wrong one")))
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
 
 
 def _add_model_management(app, predictors: dict, metrics: ServerMetrics, config: ServeConfig, batcher_factory,
@@ -422,7 +452,15 @@ def _add_model_management(app, predictors: dict, metrics: ServerMetrics, config:
         except RequestError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
 
-    @app.post("/models/{name}/load", summary="Load a model (or a new version of one) beside the old, then switch")
+    refusals = ((403, "no API key configured, or a bundle outside --model-root"), (404, "no such model"),
+                (409, "the default model cannot be unloaded"), (501, "not on this engine"))
+
+    @app.post("/models/{name}/load", summary="Load a model (or a new version of one) beside the old, then switch",
+              responses=error_responses((400, "the body is not JSON"), *refusals,
+                                        (422, "the bundle cannot be loaded or failed its probe check")),
+              openapi_extra={"requestBody": {"required": False, "content": {"application/json": {"schema": {
+                  "type": "object", "additionalProperties": False, "properties": {"bundle": {
+                      "type": "string", "description": "a bundle folder (default: the model's own path again)"}}}}}}})
     async def load_route(name: str, request: Request):
         try:
             body = _parse_json(await request.body() or b"{}")
@@ -432,7 +470,8 @@ def _add_model_management(app, predictors: dict, metrics: ServerMetrics, config:
             return JSONResponse(invalid("the body must be {} or {\"bundle\": PATH}").body(), status_code=422)
         return await answer(load(name, body.get("bundle")))
 
-    @app.post("/models/{name}/unload", summary="Stop serving a model once it has answered what it holds")
+    @app.post("/models/{name}/unload", summary="Stop serving a model once it has answered what it holds",
+              responses=error_responses(*refusals))
     async def unload_route(name: str):
         return await answer(unload(name))
 

@@ -33,7 +33,7 @@ from ortpipe.runtime.tokenize import TextInput
 from ortpipe.runtime.windows import WindowOptions
 
 WINDOW_KEYS = {"window", "stride", "aggregate", "return_windows"}
-KNOWN_KEYS = {"inputs", "parameters", "truncate", "truncation_direction", "raw_scores", "top_k",
+KNOWN_KEYS = {"inputs", "parameters", "truncate", "truncation", "truncation_direction", "raw_scores", "top_k",
               "function_to_apply", *WINDOW_KEYS}
 KNOWN_PARAMETERS = {"top_k", "function_to_apply", "truncation", "truncate", "truncation_direction", "raw_scores",
                     *WINDOW_KEYS}
@@ -194,10 +194,20 @@ PREDICT_BODY_SCHEMA = {
         "inputs": {"oneOf": [_TEXT_OR_PAIR, {"type": "array", "items": _TEXT_OR_PAIR, "minItems": 1}],
                    "description": "a text, a [text, text_pair] pair, or a batch of texts and pairs"},
         "parameters": {"type": "object", "properties": _OPTIONS, "additionalProperties": False,
+                       "dependentRequired": {"stride": ["window"], "aggregate": ["window"]},
                        "description": "the inference API's form; a single text's answer comes wrapped in a list"},
         **_OPTIONS,
     },
+    # stride and aggregate only mean something with a window (a server's --window counts too, but the schema
+    # cannot know it); return_windows is accepted either way (false without a window changes nothing)
+    "dependentRequired": {"stride": ["window"], "aggregate": ["window"]},
     "example": {"inputs": "This course is amazing!"},
 }
 ERROR_SCHEMA = {"type": "object", "required": ["error", "error_type"],
                 "properties": {"error": {"type": "string"}, "error_type": {"type": "string"}}}
+
+
+def error_responses(*statuses: tuple[int, str]) -> dict:
+    """OpenAPI ``responses`` for refusals, each with the ``{error, error_type}`` body."""
+    return {str(code): {"description": why, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+            for code, why in statuses}
