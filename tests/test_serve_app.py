@@ -95,3 +95,36 @@ def test_side_by_side_batches_get_a_one_thread_session_with_the_same_logits(clf,
 def test_no_second_session_when_it_would_be_the_same(clf, bert_bundle):
     assert single_thread_model(clf, concurrent_batches=1) is None
     assert single_thread_model(TextClassifier.load(bert_bundle, variant="optimized", threads=1), 2) is None
+
+
+def test_while_draining_ready_and_new_predictions_are_503(clf):
+    from ortpipe.serve.app import start_draining
+
+    app = create_app(clf, ServeConfig())
+
+    async def drained():
+        before = await _call(app, "/predict", b'{"inputs": "x"}')
+        start_draining(app)
+        return before, await _call(app, "/predict", b'{"inputs": "x"}'), await _get(app, "/ready")
+
+    before, refused, ready = asyncio.run(asyncio.wait_for(_serving(app, drained), timeout=60))
+    assert before[0] == 200
+    assert refused[0] == 503 and json.loads(refused[2])["error_type"] == "unhealthy"
+    assert ready[0] == 503 and json.loads(ready[2]) == {"ready": False, "draining": True, "models": {"bert": True}}
+
+
+async def _get(app, path: str) -> tuple[int, dict, bytes]:
+    sent: list[dict] = []
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"", "headers": [],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2), "state": {}}
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    return start["status"], {}, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")

@@ -249,3 +249,40 @@ def test_sighup_rereads_the_config(bundles, tmp_path):
         assert models["a"]["limits"]["max_queue"] == 7
         assert httpx.post(f"{url}/models/b/predict", json={"inputs": "x"}, timeout=10).status_code == 200
         assert "SIGHUP: gone unloaded" in log.read_text()
+
+
+def _sum(url: str, family: str, label: str = "") -> float:
+    total = 0.0
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        name, _, rest = line.partition("{")
+        if (name == family or line.startswith(family + " ")) and label in rest:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_a_client_that_leaves_mid_request_has_its_unrun_texts_dropped(bert_bundle, tmp_path):
+    """Three requests of 256 long texts, one text per model call, taking turns; the third client leaves
+    100 ms in, with most of its texts not yet run: those are dropped, never run, and its request is a 499."""
+    import json
+    import socket
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    long = [["word " * 120]] * 256
+    with serving(tmp_path, "--bundle", str(bert_bundle), "--max-batch-size", "1") as (url, _, _log):
+        port = int(url.rsplit(":", 1)[1])
+        body = json.dumps({"inputs": long, "truncate": True}).encode()
+        with ThreadPoolExecutor(2) as pool:
+            heavy = [pool.submit(httpx.post, f"{url}/predict", json={"inputs": long, "truncate": True}, timeout=120)
+                     for _ in range(2)]
+            with socket.create_connection(("127.0.0.1", port)) as raw:
+                raw.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+                time.sleep(0.1)
+            assert all(job.result().status_code == 200 for job in heavy)
+        time.sleep(0.5)
+        dropped = _sum(url, "ortpipe_dropped_texts_total", 'reason="disconnected"')
+        assert _sum(url, "ortpipe_rejections_total", 'reason="disconnected"') == 1
+        assert _sum(url, "ortpipe_requests_total", 'status="499"') == 1
+        assert 0 < dropped < 256, "the leaving client's texts were all run, or none: it left too late or too soon"
+        assert _sum(url, "ortpipe_texts_total") + dropped == 3 * 256  # each text run or dropped, once
