@@ -41,7 +41,7 @@ _UNSET: Any = object()
 class TextClassifier:
     """A text classifier served from an ortpipe bundle by ONNX Runtime.
 
-    Build one with :meth:`load`. Attributes: ``provider`` (``"cpu"`` or
+    Build one with ``TextClassifier.load``. Attributes: ``provider`` (``"cpu"`` or
     ``"cuda"``, the one really active), ``variant``, ``labels``, ``manifest``,
     and ``rejected``: the probe report of a default variant that failed on
     this machine and was replaced (None otherwise).

@@ -315,9 +315,11 @@ def classify_file(clf, source: str | Path, out: str | Path | None = None, *, in_
             stays written) or ``"skip"`` (the row is written with an ``error`` field instead).
         resume: continue an interrupted run into the same ``out`` (JSON Lines or CSV).
         top_k: None for ``label``/``score``; an int for the K best labels; ``"all"`` for every label.
-        window, stride, aggregate, return_windows: long texts classified whole, as in
-            :meth:`TextClassifier.__call__ <ortpipe.runtime.classifier.TextClassifier.__call__>`; a row's
-            windows are classified within its chunk (``windows`` is then an output column too).
+        window: classify long texts whole through windows of this many tokens (or ``"auto"``), as
+            ``TextClassifier.__call__`` does; a row's windows are classified within its chunk.
+        stride: tokens shared by consecutive windows.
+        aggregate: ``"mean"``, ``"max"`` or ``"first"``.
+        return_windows: add each window's span, label and score (a ``windows`` output column).
     """
     fmt = format_of(source, in_format, IN_FORMATS, "text")
     ofmt = "jsonl" if out is None else format_of(out, out_format, OUT_FORMATS, "jsonl")

@@ -23,7 +23,7 @@ import json
 import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -179,9 +179,11 @@ def default_loader(path: str, name: str, old: TextClassifier | None) -> TextClas
                                shared_threads=getattr(old.model, "shared_threads", False))
 
 
-def create_app(models, config: ServeConfig = ServeConfig(), batcher_factory=Batcher,
+def create_app(models: TextClassifier | Mapping[str, TextClassifier | tuple[TextClassifier, ServeConfig]],
+               config: ServeConfig = ServeConfig(), batcher_factory: Callable[..., Any] = Batcher,
                request_id_header: bool = True, default_model: str | None = None, api_keys: Sequence[str] = (),
-               public_metrics: bool = False, model_roots: Sequence[str] = (), loader=default_loader) -> FastAPI:
+               public_metrics: bool = False, model_roots: Sequence[str] = (),
+               loader: Callable[[str, str, TextClassifier | None], TextClassifier] = default_loader) -> FastAPI:
     """An ASGI app serving one classifier, or several, with the limits of ``config``.
 
     Args:
