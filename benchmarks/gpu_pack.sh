@@ -36,4 +36,4 @@ tar -cf "$stage.tar" -C "$stage" .
 (cd .gpu && split -b 56M -d "$stage.tar" payload.part- && sha256sum "$stage.tar" | sed "s|$stage.tar|payload.tar|" > payload.sha256)
 rm -f "$stage.tar"
 ls -la .gpu
-echo "next: one device call per .gpu/payload.part-NN, then benchmarks/gpu_check.sh (see README, 'GPU')"
+echo "next: one device call per .gpu/payload.part-NN, then benchmarks/gpu_check.sh (see docs/gpu.md)"

@@ -117,6 +117,8 @@ class ReplicaOptions:
     memory: str | None = None
     config: ServeConfig = ServeConfig()
     default_model: str | None = None
+    api_keys: tuple[str, ...] = ()  # every route but /health needs one (loading at run time stays local-only)
+    public_metrics: bool = False
 
 
 @dataclass(frozen=True)
@@ -158,12 +160,14 @@ class OrtpipeReplica:
             self.models[model.name] = (clf, own)
         self.clf = next(iter(self.models.values()))[0]
         self.default_model = options.default_model
+        self.api_keys, self.public_metrics = options.api_keys, options.public_metrics
 
     def __serve_build_asgi_app__(self):
         from ortpipe.serve.app import create_app
 
         return create_app(self.models, self.config, batcher_factory=ServeBatcher, request_id_header=False,
-                          default_model=self.default_model)  # Serve sets x-request-id
+                          default_model=self.default_model, api_keys=self.api_keys,
+                          public_metrics=self.public_metrics)  # Serve sets x-request-id
 
 
 def build_app(shipped: ShippedBundle | tuple[ShippedModel, ...], options: ReplicaOptions, replicas: int = 1):
@@ -229,5 +233,8 @@ def serve_until_signalled(bundle, variant, options: ReplicaOptions, replicas: in
 
 def replica_options(args, config: ServeConfig) -> ReplicaOptions:
     """:class:`ReplicaOptions` from ``ortpipe serve``'s parsed flags."""
-    names = {spec.name for spec in fields(ReplicaOptions)} - {"config"}
-    return ReplicaOptions(**{name: getattr(args, name) for name in names}, config=config)
+    from ortpipe.serve.security import api_keys_from
+
+    names = {spec.name for spec in fields(ReplicaOptions)} - {"config", "api_keys"}
+    return ReplicaOptions(**{name: getattr(args, name) for name in names}, config=config,
+                          api_keys=api_keys_from(args.api_key))

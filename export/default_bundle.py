@@ -14,7 +14,7 @@ from ortpipe.runtime.manifest import Manifest
 
 DEFAULT_SOURCE_NAME = "ortpipe-default: MiniLM-L6-H384 + SST-2 LoRA adapter"
 # the default bundle's recommended window: the most accurate on long documents in benchmarks/long_docs.py
-# (93.0 % against 90.3, 87.7 and 88.7 % for 64, 128 and 512 tokens, mean of logits; README "Long documents")
+# (93.0 % against 90.3, 87.7 and 88.7 % for 64, 128 and 512 tokens, mean of logits; docs/long-documents.md)
 DEFAULT_WINDOW = 256
 
 

@@ -9,7 +9,7 @@ different CPUs, and on an AVX2-only CPU it failed its gate. With 7-bit weights
 no pair can overflow (|w| ≤ 64: 2 × 255 × 64 < 32767), so every x86 kernel computes the
 same exact integer sums. ``benchmarks/int8_settings.py`` measures the
 alternatives on any CPU (and, under ``qemu-x86_64 -cpu EPYC-v1``, on the
-AVX2-only kernels); the README records what each gave.
+AVX2-only kernels); docs/any-cpu.md records what each gave.
 """
 
 from __future__ import annotations

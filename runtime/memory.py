@@ -16,7 +16,7 @@ long texts a process holds that batch's activations for good. The settings:
 batcher has its own cap): the arena then only ever grows to what such a call
 needs. ``"fast"`` is ONNX Runtime's default arena with the caller's batches
 left whole (for GPUs, where big batches pay). Chosen by measurement
-(``benchmarks/memory_settings.py``, README "Memory").
+(``benchmarks/memory_settings.py``, docs/memory.md).
 """
 
 from __future__ import annotations

@@ -231,7 +231,7 @@ def create_app(models: TextClassifier | Mapping[str, TextClassifier | tuple[Text
         yield
         if app.state.retiring:  # old versions still answering what they held
             await asyncio.wait(set(app.state.retiring))
-        for predictor in predictors.values():
+        for predictor in list(predictors.values()):
             await predictor.stop()
         if scheduler is not None:
             await scheduler.stop()

@@ -18,7 +18,7 @@ class ServeConfig:
     max_batch_size: int = 64  # texts per model call
     max_wait_ms: float = 2.0  # how long the batcher waits for more texts once one is queued
     # model calls at once, each from its own worker thread; 2 is faster at high concurrency but holds
-    # more memory (a second session, two calls' activations): see the README's "Serve over HTTP"
+    # more memory (a second session, two calls' activations): see docs/serving.md
     concurrent_batches: int = 1
     max_client_batch: int = 256  # texts per request
     max_body: int = 4 * 1024 * 1024  # bytes per request body

@@ -257,21 +257,23 @@ def test_sigterm_drains_every_models_queue_then_exits_0(bundles, tmp_path):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="the ray extra is not installed")
-def test_ray_serve_serves_the_same_multi_model_app(bundles, tmp_path):
+def test_ray_serve_serves_the_same_multi_model_app_behind_its_key(bundles, tmp_path):
     port = free_port()
     command = [sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--engine", "ray", "--port", str(port),
                "--threads", "1", "--variant", "optimized", "--model", f"sentiment={bundles['bert']}",
-               "--model", f"tags={bundles['bert-multilabel']}", "--default-model", "tags"]
+               "--model", f"tags={bundles['bert-multilabel']}", "--default-model", "tags", "--api-key", "ray-key"]
     env = {**os.environ, "ORTPIPE_HOME": str(tmp_path), "RAY_ADDRESS": ""}
-    with serve_process(command, port, ready_timeout=150, env=env) as (url, process):
-        listed = httpx.get(f"{url}/models", timeout=10).json()
+    auth = {"Authorization": "Bearer ray-key"}
+    with serve_process(command, port, ready_timeout=150, env=env, headers=auth) as (url, process), \
+            httpx.Client(base_url=url, headers=auth, timeout=30) as client:
+        assert httpx.post(f"{url}/predict", json={"inputs": "x"}, timeout=10).status_code == 401  # keys hold there too
+        listed = client.get("/models").json()
         assert listed["default_model"] == "tags" and [m["name"] for m in listed["models"]] == ["sentiment", "tags"]
         for name in ("sentiment", "tags"):
             expected = _in_process(bundles, name)(TEXTS[1], top_k=None)
-            got = httpx.post(f"{url}/models/{name}/predict", json={"inputs": TEXTS[1]}, timeout=30).json()
+            got = client.post(f"/models/{name}/predict", json={"inputs": TEXTS[1]}).json()
             assert [r["label"] for r in got] == [r["label"] for r in expected]
-        default = httpx.post(f"{url}/predict", json={"inputs": TEXTS[1]}, timeout=30).json()
-        assert len(default) == 4  # tags: four labels
-        assert httpx.post(f"{url}/predict", json={"inputs": "x", "model": "nope"}, timeout=10).status_code == 404
+        assert len(client.post("/predict", json={"inputs": TEXTS[1]}).json()) == 4  # the default: tags, 4 labels
+        assert client.post("/predict", json={"inputs": "x", "model": "nope"}).status_code == 404
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=90) == 0

@@ -118,6 +118,19 @@ def _cli(*args) -> list[str]:
     return [sys.executable, "-m", "ortpipe.runtime.cli", "classify", *args]
 
 
+def _killed_after(common: list[str], out, rows: int) -> int:
+    """Run ``classify common --out out``, SIGKILL it once ``rows`` rows are recorded done; the rows it recorded."""
+    sidecar = out.with_name(out.name + PROGRESS_SUFFIX)
+    process = subprocess.Popen(_cli(*common, "--out", str(out)), stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (sidecar.exists() and json.loads(sidecar.read_text() or "{}").get("rows", 0) >= rows):
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    return json.loads(sidecar.read_text())["rows"]
+
+
 def test_resume_after_a_kill_gives_the_uninterrupted_file(bert_bundle, tmp_path):
     source = tmp_path / "in.txt"
     source.write_text("".join(f"{TEXTS[i % len(TEXTS)]} number {i}\n" for i in range(30_000)))
@@ -125,14 +138,7 @@ def test_resume_after_a_kill_gives_the_uninterrupted_file(bert_bundle, tmp_path)
               "--quiet", "--threads", "1"]
     subprocess.run(_cli(*common, "--out", str(tmp_path / "whole.jsonl")), check=True, capture_output=True)
     out, sidecar = tmp_path / "cut.jsonl", tmp_path / ("cut.jsonl" + PROGRESS_SUFFIX)
-    process = subprocess.Popen(_cli(*common, "--out", str(out)), stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not (sidecar.exists() and json.loads(sidecar.read_text() or "{}").get("rows", 0) >= 2000):
-        assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    done = json.loads(sidecar.read_text())["rows"]
+    done = _killed_after(common, out, 2000)
     assert 0 < done < 30_000
     with open(out, "ab") as handle:  # a half-written row, as a kill mid-write leaves
         handle.write(b'{"row": 99999, "te')
@@ -143,8 +149,6 @@ def test_resume_after_a_kill_gives_the_uninterrupted_file(bert_bundle, tmp_path)
     assert not sidecar.exists()
 
 
-# the peak from /proc (VmHWM, reset by exec), not ru_maxrss: Linux keeps ru_maxrss across exec, so a child of
-# the test process would report at least the test process's own size
 def test_windows_in_a_file_resume_after_a_kill_into_the_uninterrupted_file(bert_bundle, tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps({"id": i, "text": " ".join(TEXTS[(i + k) % len(TEXTS)] for k in range(i % 9))
@@ -157,15 +161,8 @@ def test_windows_in_a_file_resume_after_a_kill_into_the_uninterrupted_file(bert_
     rows = _read_jsonl(whole)
     texts = [json.loads(line)["text"] for line in source.read_text().splitlines()]
     assert [r["label"] for r in rows[:300]] == [r["label"] for r in clf(texts[:300], window=16, stride=4)]
-    out, sidecar = tmp_path / "cut.jsonl", tmp_path / ("cut.jsonl" + PROGRESS_SUFFIX)
-    process = subprocess.Popen(_cli(*common, "--out", str(out)), stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not (sidecar.exists() and json.loads(sidecar.read_text() or "{}").get("rows", 0) >= 1500):
-        assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
-        time.sleep(0.02)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert 0 < json.loads(sidecar.read_text())["rows"] < 12_000
+    out = tmp_path / "cut.jsonl"
+    assert 0 < _killed_after(common, out, 1500) < 12_000
     resumed = subprocess.run(_cli(*common, "--out", str(out), "--resume"), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert out.read_bytes() == whole.read_bytes()
@@ -187,6 +184,8 @@ def test_return_windows_is_a_column_of_every_format(clf, tmp_path):
     assert not (tmp_path / "bad.jsonl").exists()
 
 
+# the peak from /proc (VmHWM, reset by exec), not ru_maxrss: Linux keeps ru_maxrss across exec, so a child of
+# the test process would report at least the test process's own size
 PEAK_RSS = """
 def peak_mb():
     with open("/proc/self/status") as status:
