@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Protocol
+from typing import Protocol
 
 
 class Schedulable(Protocol):
@@ -171,5 +171,3 @@ class Scheduler:
 
         running.add_done_callback(done)
 
-
-SchedulerFactory = Callable[[int], Scheduler]
