@@ -49,21 +49,24 @@ def free_port() -> int:
 
 @contextmanager
 def server(command: list[str], port: int, ready_timeout: float = 120.0, env: dict | None = None,
-           headers: dict | None = None):
+           headers: dict | None = None, log: Path | None = None):
     """Run ``command`` (a server on 127.0.0.1:``port``); yield (url, process) once ``/ready`` answers 200.
 
-    ``headers`` go with each ``/ready`` poll (an ``Authorization`` for a server started with ``--api-key``).
+    ``headers`` go with each ``/ready`` poll (an ``Authorization`` for a server started with ``--api-key``);
+    with ``log``, the server's stderr is written there (for a test to read every line it printed).
 
     The process is terminated (SIGTERM, then SIGKILL after 30 s) on the way out.
     """
     import httpx
 
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    err = open(log, "w") if log is not None else subprocess.PIPE
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, text=True, env=env)
     try:
         deadline = time.monotonic() + ready_timeout
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"{command[:4]} exited: {process.stderr.read()[-2000:]}")
+                said = log.read_text() if log is not None else process.stderr.read()
+                raise RuntimeError(f"{command[:4]} exited: {said[-2000:]}")
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1, headers=headers).status_code == 200:
                     break
@@ -80,6 +83,8 @@ def server(command: list[str], port: int, ready_timeout: float = 120.0, env: dic
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+        if log is not None:
+            err.close()
 
 
 class RawHttpClient:

@@ -104,7 +104,7 @@ class ServeBatcher:
             self._on_batch(BatchStats.of(batch, time.perf_counter() - started))
             return [(row, started) for row in logits]
 
-        return run_in_batches(encodings, [len(e.ids) for e in encodings], self.max_batch_size, run_batch,
+        return run_in_batches(encodings, [len(e) for e in encodings], self.max_batch_size, run_batch,
                               max_tokens=self.max_batch_tokens)
 
 

@@ -94,14 +94,14 @@ def window_value(raw: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a number of tokens or 'auto', got {raw!r}") from None
 
 
-def add_window_arguments(parser, window_help: str = "") -> None:
+def add_window_arguments(parser) -> None:
     """``--window N|auto``, ``--stride N``, ``--aggregate mean|max|first``: long texts classified whole."""
     from ortpipe.runtime.windows import AGGREGATES
 
     parser.add_argument("--window", type=window_value, metavar="N|auto",
                         help="classify each text whole through overlapping windows of N tokens (special tokens "
                              "included; auto: the bundle's recommended window) instead of its first max-length "
-                             f"tokens{window_help}")
+                             "tokens")
     parser.add_argument("--stride", type=int, help="with --window: tokens shared by consecutive windows (default: a "
                                                    "quarter of the window)")
     parser.add_argument("--aggregate", choices=AGGREGATES,

@@ -261,10 +261,10 @@ def split_texts(tokenizer, items: Sequence, options: WindowOptions) -> WindowedT
     windows: list[Window] = []
     counts: list[int] = []
     for first, group in _groups(items, _ENCODE_CHARS):
-        short = [item for item in group if _chars(item) <= SEGMENT_CHARS]
+        short = [item for item in group if text_chars(item) <= SEGMENT_CHARS]
         encoded = iter(tokenizer.encode_whole(short) if short else ())
         for offset, item in enumerate(group):
-            if _chars(item) <= SEGMENT_CHARS:
+            if text_chars(item) <= SEGMENT_CHARS:
                 text = TokenizedText.of(next(encoded))
             else:
                 text = TokenizedText.in_pieces(tokenizer, *(item if isinstance(item, tuple) else (item, None)))
@@ -274,7 +274,8 @@ def split_texts(tokenizer, items: Sequence, options: WindowOptions) -> WindowedT
     return WindowedTexts(windows, counts)
 
 
-def _chars(item) -> int:
+def text_chars(item) -> int:
+    """Characters of a text, or of both texts of a ``(text, text_pair)`` tuple."""
     return sum(map(len, item)) if isinstance(item, tuple) else len(item)
 
 
@@ -284,7 +285,7 @@ def _groups(items: Sequence, size: int):
     total, first = 0, 0
     for index, item in enumerate(items):
         group.append(item)
-        total += _chars(item)
+        total += text_chars(item)
         if total >= size:
             yield first, group
             group, total, first = [], 0, index + 1

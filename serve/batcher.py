@@ -69,7 +69,7 @@ class BatchStats:
     @classmethod
     def of(cls, encodings: list, seconds: float) -> "BatchStats":
         """The stats of one model call on ``encodings`` that took ``seconds``."""
-        lengths = [len(e.ids) for e in encodings]
+        lengths = [len(e) for e in encodings]  # an Encoding's or a Window's tokens, without building a window's ids
         return cls(len(encodings), sum(lengths), max(lengths) * len(encodings), seconds)
 
 
@@ -168,7 +168,7 @@ class Batcher:
         self._arrived_while_running = 0
         if not window:
             return
-        lengths = [len(p.encoding.ids) for p in window]
+        lengths = [len(p.encoding) for p in window]
         self._cohorts.add([[window[i] for i in indices]
                            for indices in plan_batches(lengths, self.max_batch_size, max_tokens=self.max_batch_tokens)])
         self._out_of_queue += len(window)

@@ -90,8 +90,9 @@ def _run_on_ray(args, specs: list | None = None) -> int:
     return importlib.import_module("ortpipe.distributed.cli").serve(args, _config(args), specs)
 
 
-def _model_specs(args) -> tuple[dict, list] | None:
-    """(the config file's [server] table, the models) of ``--model``/``--config``; None for one ``--bundle``."""
+def _model_specs(args) -> list | None:
+    """The models of ``--model``/``--config`` (the file's [server] table applied to ``args``); None for one
+    ``--bundle``."""
     from ortpipe.serve.models import parse_model_flag, read_config, unique
 
     if not args.model and not args.config:
@@ -105,20 +106,18 @@ def _model_specs(args) -> tuple[dict, list] | None:
             else getattr(args, key) is not None
         if not given:
             setattr(args, key, value)
-    return server, specs
+    return specs
 
 
 def _load_models(args, specs: list, config: ServeConfig) -> dict:
     """Every model of ``specs`` on ONNX Runtime's one process-wide thread pool: ``{name: (clf, its config)}``."""
-    from ortpipe.runtime.classifier import TextClassifier
     from ortpipe.runtime.inference import use_shared_threads
 
     use_shared_threads(args.threads)
+    load = _loader(args, specs)
     models = {}
     for spec in specs:
-        clf = TextClassifier.load(spec.bundle, variant=spec.variant or args.variant,
-                                  provider=spec.provider or args.provider, spinning=args.spinning,
-                                  memory=spec.memory or args.memory, shared_threads=True)
+        clf = load(spec.bundle, spec.name, None)
         try:
             models[spec.name] = (clf, spec.config(config))
         except ValueError as exc:
@@ -174,7 +173,7 @@ async def _reread_config(app, args, config: ServeConfig) -> None:
 def _run_serve(args) -> int:
     specs = _model_specs(args)
     if args.engine == "ray":
-        return _run_on_ray(args, None if specs is None else specs[1])
+        return _run_on_ray(args, specs)
     try:
         import uvicorn
 
@@ -189,13 +188,13 @@ def _run_serve(args) -> int:
         models = TextClassifier.load(args.bundle, variant=args.variant, provider=args.provider, threads=args.threads,
                                      spinning=args.spinning, memory=args.memory)
     else:
-        models = _load_models(args, specs[1], config)
+        models = _load_models(args, specs, config)
     from ortpipe.serve.security import api_keys_from
 
     try:
         app = create_app(models, config, default_model=args.default_model, api_keys=api_keys_from(args.api_key),
                          public_metrics=args.public_metrics, model_roots=args.model_root or (),
-                         loader=_loader(args, None if specs is None else specs[1]))
+                         loader=_loader(args, specs))
     except ValueError as exc:  # a setting this model cannot take (e.g. --window past its limit)
         raise OrtpipeError(str(exc)) from exc
 

@@ -19,7 +19,7 @@ from ortpipe.runtime.errors import InputError
 from ortpipe.runtime.inference import OnnxModel
 from ortpipe.runtime.postprocess import apply_function
 from ortpipe.runtime.predict import top_labels
-from ortpipe.runtime.windows import WindowedTexts, attach_windows, split_texts
+from ortpipe.runtime.windows import WindowedTexts, attach_windows, split_texts, text_chars
 from ortpipe.serve.config import ServeConfig
 from ortpipe.serve.metrics import ServerMetrics
 from ortpipe.serve.protocol import PredictRequest, RequestError, invalid, parse_predict
@@ -133,7 +133,7 @@ class Predictor:
             work, args = split_texts, (tokenizer, parsed.items, parsed.windows)
         else:
             work, args = tokenizer.encode, (parsed.items, parsed.truncate, parsed.truncation_direction)
-        chars = sum(sum(map(len, i)) if isinstance(i, tuple) else len(i) for i in parsed.items)
+        chars = sum(map(text_chars, parsed.items))
         try:
             if len(parsed.items) <= INLINE_TOKENIZE and chars <= INLINE_CHARS:  # a thread hop would cost more
                 done = work(*args)

@@ -18,6 +18,7 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
 from ortpipe.benchmarks.serve_load import free_port  # noqa: E402
+from ortpipe.benchmarks.serve_load import server as serve_process  # noqa: E402
 from ortpipe.runtime import BundleError, TextClassifier  # noqa: E402
 from ortpipe.serve.security import allowed_bundle, api_keys_from, key_matches  # noqa: E402
 from bundle_edits import edit_manifest  # noqa: E402
@@ -29,33 +30,14 @@ TEXTS = ["a fine film", "dull and long", "I loved every minute of it", "not good
 
 @contextmanager
 def serving(home: Path, *flags: str):
-    """``ortpipe serve`` on a free port, its stderr kept; yields (url, process, stderr lines so far)."""
-    import subprocess
-    import time
-
+    """``ortpipe serve`` on a free port, its stderr kept in a file; yields (url, process, the log's path)."""
     port = free_port()
     command = [sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--port", str(port), "--threads", "2", *flags]
-    log = home / "stderr.log"
     home.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as err:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err,
-                                   env={**os.environ, "ORTPIPE_HOME": str(home)})
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                assert process.poll() is None, log.read_text()
-                try:
-                    if httpx.get(f"{url}/ready", headers=AUTH, timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "not ready in 90 s"
-                time.sleep(0.2)
-            yield url, process, log
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    log = home / "stderr.log"
+    with serve_process(command, port, ready_timeout=90, env={**os.environ, "ORTPIPE_HOME": str(home)}, headers=AUTH,
+                       log=log) as (url, process):
+        yield url, process, log
 
 
 # -- keys ---------------------------------------------------------------------------------------
