@@ -30,22 +30,8 @@ from typing import Callable
 import numpy as np
 
 from ortpipe.runtime.batching import plan_batches
+from ortpipe.serve.errors import Expired, Overloaded, Retired  # noqa: F401 (Expired, Overloaded: re-exported)
 from ortpipe.serve.scheduler import Cohorts, Scheduler
-
-
-class Overloaded(Exception):
-    """The queue cannot take these texts now."""
-
-    @classmethod
-    def unless_room(cls, depth: int, count: int, max_queue: int) -> None:
-        """Raise when ``count`` more texts would take a queue holding ``depth`` past ``max_queue``."""
-        if depth + count > max_queue:
-            raise cls(f"{depth} texts are waiting; {count} more would pass the queue limit of {max_queue} "
-                      "(--max-queue)")
-
-
-class Expired(Exception):
-    """The text waited past its deadline and was never run."""
 
 
 @dataclass
@@ -53,6 +39,7 @@ class _Pending:
     encoding: object
     future: asyncio.Future
     deadline: float
+    request: int = 0  # which submit call it came with: a request's texts are planned together
     queued_at: float = field(default_factory=time.perf_counter)
     started_at: float = 0.0
 
@@ -101,6 +88,8 @@ class Batcher:
         self.concurrent_batches = self.scheduler.workers
         self._arrived_while_running = 0  # texts queued since the last plan while the model was busy
         self._in_model = 0  # this batcher's batches running now
+        self._requests = 0  # submit calls so far, to tag each request's texts
+        self.stopped = False
 
     @property
     def alone(self) -> bool:
@@ -117,8 +106,18 @@ class Batcher:
         self.scheduler.start()
 
     async def stop(self) -> None:
-        """Stop taking this model's texts; wait for what it has running (and end the workers, if they are its own)."""
+        """Stop taking this model's texts; wait for what it has running (and end the workers, if they are its own).
+
+        Texts still queued or planned are answered :class:`Retired` (nothing waits on a stopped batcher), and a
+        later ``submit`` is refused the same way.
+        """
+        self.stopped = True
         self.scheduler.remove(self)
+        left = self._queue + [p for batch in self._cohorts.drain() for p in batch]
+        self._queue = []
+        for p in left:
+            _settle(p.future, None, Retired("the model version this request was routed to has been retired; "
+                                            "send it again"))
         if self._owns_scheduler:
             await self.scheduler.stop()
         else:
@@ -132,9 +131,12 @@ class Batcher:
             Overloaded: the queue would hold more than ``max_queue`` texts.
             Expired: a text was still queued at ``deadline`` (``time.perf_counter()`` seconds).
         """
+        if self.stopped:
+            raise Retired("the model version this request was routed to has been retired; send it again")
         Overloaded.unless_room(self.depth, len(encodings), self.max_queue)
         loop = asyncio.get_running_loop()
-        pending = [_Pending(e, loop.create_future(), deadline) for e in encodings]
+        self._requests += 1
+        pending = [_Pending(e, loop.create_future(), deadline, self._requests) for e in encodings]
         if self._out_of_queue:
             self._arrived_while_running += len(pending)
         self._queue.extend(pending)
@@ -163,15 +165,34 @@ class Batcher:
                 and bool(self._arrived_while_running))
 
     def plan(self) -> None:
-        """Everything queued that is still wanted, planned as one cohort; the rest answered or dropped."""
+        """Everything queued that is still wanted, planned into cohorts; the rest answered or dropped.
+
+        Requests that fit one model call together make one cohort, planned first; each larger request is a
+        cohort of its own, in arrival order. So a sentence that arrives in the same planning round as a long
+        document runs first, instead of last in the document's length-sorted batches.
+        """
         window = self._take()
         self._arrived_while_running = 0
         if not window:
             return
-        lengths = [len(p.encoding) for p in window]
-        self._cohorts.add([[window[i] for i in indices]
-                           for indices in plan_batches(lengths, self.max_batch_size, max_tokens=self.max_batch_tokens)])
+        by_request: dict[int, list[_Pending]] = {}
+        for p in window:
+            by_request.setdefault(p.request, []).append(p)
+        small = [p for texts in by_request.values() if self._fits_one_call(texts) for p in texts]
+        for cohort in (small, *(texts for texts in by_request.values() if not self._fits_one_call(texts))):
+            self._cohorts.add(self._batches(cohort))
         self._out_of_queue += len(window)
+
+    def _fits_one_call(self, texts: list[_Pending]) -> bool:
+        longest = max(len(p.encoding) for p in texts)
+        return len(texts) <= self.max_batch_size and longest * len(texts) <= self.max_batch_tokens
+
+    def _batches(self, cohort: list[_Pending]) -> list[list[_Pending]]:
+        if not cohort:
+            return []
+        lengths = [len(p.encoding) for p in cohort]
+        return [[cohort[i] for i in indices]
+                for indices in plan_batches(lengths, self.max_batch_size, max_tokens=self.max_batch_tokens)]
 
     def next_batch(self) -> list | None:
         batch = self._cohorts.next_batch()

@@ -147,26 +147,28 @@ async def _reread_config(app, args, config: ServeConfig) -> None:
     A model that fails to load keeps its old version and the failure is printed; nothing else changes for it.
     """
     from ortpipe.serve.models import read_config
-    from ortpipe.serve.protocol import RequestError
+    from ortpipe.serve.errors import ServeError
 
     try:
         _, specs = read_config(args.config)
     except OrtpipeError as exc:
         print(f"ortpipe serve: SIGHUP: {exc}; nothing changed", file=sys.stderr, flush=True)
         return
-    wanted = {spec.name for spec in specs}
+    wanted, served = {spec.name for spec in specs}, app.state.served
     for spec in specs:
         try:
-            done = await app.state.load_model(spec.name, spec.bundle, trusted=True, limits=spec.config(config))
-            print(f"ortpipe serve: SIGHUP: {spec.name} {'reloaded' if done['replaced'] else 'loaded'} from "
-                  f"{done['bundle']} ({done['variant']})", file=sys.stderr, flush=True)
-        except (RequestError, ValueError) as exc:
+            done = await served.load(spec.name, spec.bundle, trusted=True, limits=spec.config(config),
+                                     unless_unchanged=True)
+            said = "unchanged" if done.get("unchanged") else "reloaded" if done["replaced"] else "loaded"
+            print(f"ortpipe serve: SIGHUP: {spec.name} {said} from {done['bundle']} ({done['variant']})",
+                  file=sys.stderr, flush=True)
+        except (ServeError, ValueError) as exc:
             print(f"ortpipe serve: SIGHUP: {spec.name}: {exc}", file=sys.stderr, flush=True)
-    for name in sorted(set(app.state.predictors) - wanted):
+    for name in sorted(set(served.predictors) - wanted):
         try:
-            await app.state.unload_model(name, trusted=True)
+            await served.unload(name, trusted=True)
             print(f"ortpipe serve: SIGHUP: {name} unloaded", file=sys.stderr, flush=True)
-        except RequestError as exc:
+        except ServeError as exc:
             print(f"ortpipe serve: SIGHUP: {name}: {exc}", file=sys.stderr, flush=True)
 
 
@@ -230,7 +232,7 @@ def _run_serve(args) -> int:
     server = DrainingServer(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning",
                                            timeout_graceful_shutdown=int(config.drain_s), access_log=False))
     served = ", ".join(f"{name}: {p.bundle_path}, {p.clf.variant}, {p.clf.provider}"
-                       for name, p in app.state.predictors.items())
+                       for name, p in app.state.served.predictors.items())
     print(f"ortpipe serve: http://{config.host}:{config.port} ({served})", file=sys.stderr, flush=True)
     server.run()
     return 0

@@ -19,7 +19,7 @@ from ortpipe.runtime.errors import InputError
 from ortpipe.runtime.inference import OnnxModel
 from ortpipe.runtime.postprocess import apply_function
 from ortpipe.runtime.predict import top_labels
-from ortpipe.runtime.windows import WindowedTexts, attach_windows, split_texts, text_chars
+from ortpipe.runtime.windows import WindowedTexts, WindowOptions, attach_windows, split_texts, text_chars
 from ortpipe.serve.config import ServeConfig
 from ortpipe.serve.metrics import ServerMetrics
 from ortpipe.serve.protocol import PredictRequest, RequestError, invalid, parse_predict
@@ -45,6 +45,21 @@ def single_thread_model(clf: TextClassifier, concurrent_batches: int) -> OnnxMod
     if concurrent_batches < 2 or clf.provider != "cpu" or threads == 1:
         return None
     return OnnxModel(clf.model.path, provider="cpu", threads=1, memory=clf.memory.requested)
+
+
+def fewest_windows(items: list, options: WindowOptions) -> int:
+    """A lower bound of the windows ``items`` make, from their words, without tokenizing them.
+
+    Every whitespace-separated word of a text is at least one token, and a window holds at most
+    ``window`` of them, ``stride`` shared with the next; so a request whose bound passes the limit is
+    refused in milliseconds, before a 4 MB text is tokenized whole.
+    """
+    step = max(options.window - options.stride, 1)
+    total = 0
+    for item in items:
+        words = len((item[0] if isinstance(item, tuple) else item).split())
+        total += 1 + max(0, -(-(words - options.window) // step))
+    return total
 
 
 def deadline_of(raw: str | None, config: ServeConfig) -> float:
@@ -74,7 +89,7 @@ class Predictor:
     """
 
     def __init__(self, name: str, clf: TextClassifier, config: ServeConfig, metrics: ServerMetrics,
-                 batcher_factory, scheduler=None, bundle_path: str | None = None):
+                 batcher_factory, scheduler=None, bundle_path: str | None = None, bundle_digest: str = ""):
         config.check()
         try:
             clf.window_options(config.default_window)
@@ -83,6 +98,8 @@ class Predictor:
         self.name, self.clf, self.config = name, clf, config
         self.bundle_path = bundle_path or str(clf.bundle.path)
         self.ready = False
+        self.inflight = 0  # requests routed here and not yet answered: the version retires once none are left
+        self.bundle_digest = bundle_digest
         self.metrics = metrics.model(name, queue_depth=lambda: self.batcher.depth, memory=lambda: clf.memory)
         extra = {} if scheduler is None else {"scheduler": scheduler}
         self.batcher = batcher_factory(self._run_model, config.max_batch_size, config.max_batch_tokens,
@@ -106,13 +123,29 @@ class Predictor:
         self.ready = False
         await self.batcher.stop()
 
+    @property
+    def idle(self) -> bool:
+        """No request routed here is still being answered, and nothing is queued."""
+        return not self.inflight and not self.batcher.depth
+
     async def predict(self, body, timeout_header: str | None, timings: dict,
                       guard: Callable[[Awaitable], Awaitable]) -> list:
         """The answer to a parsed ``/predict`` body (``guard`` awaits the batcher, watching the client).
 
+        Counted in :attr:`inflight` from its first line (no await comes before it), so a version that is
+        switched away from is retired only after every request routed to it has its answer.
+
         Raises:
-            RequestError, Overloaded, Expired: mapped to statuses by the app.
+            ServeError: a refusal, mapped to its status by the app.
         """
+        self.inflight += 1
+        try:
+            return await self._predict(body, timeout_header, timings, guard)
+        finally:
+            self.inflight -= 1
+
+    async def _predict(self, body, timeout_header: str | None, timings: dict,
+                       guard: Callable[[Awaitable], Awaitable]) -> list:
         manifest, config = self.clf.manifest, self.config
         parsed = parse_predict(body, manifest.problem_type, manifest.num_labels, config.max_client_batch,
                                windowing=self.clf.window_options, default_window=config.default_window)
@@ -134,6 +167,8 @@ class Predictor:
         else:
             work, args = tokenizer.encode, (parsed.items, parsed.truncate, parsed.truncation_direction)
         chars = sum(map(text_chars, parsed.items))
+        if parsed.windows is not None and chars > INLINE_CHARS:
+            self._refuse_windows(fewest_windows(parsed.items, parsed.windows), parsed.windows, "at least ")
         try:
             if len(parsed.items) <= INLINE_TOKENIZE and chars <= INLINE_CHARS:  # a thread hop would cost more
                 done = work(*args)
@@ -146,12 +181,15 @@ class Predictor:
             if parsed.truncate:
                 self.metrics.truncated_texts.inc(tokenizer.truncated(done))
             return done, None
-        if len(done.windows) > self.config.max_client_windows:
-            raise RequestError(413, "validation", f"the request's texts make {len(done.windows)} windows of "
-                                                  f"{parsed.windows.window} tokens; the limit is "
-                                                  f"{self.config.max_client_windows} (--max-client-windows)")
+        self._refuse_windows(len(done.windows), parsed.windows)
         self.metrics.windows.inc(len(done.windows))
         return done.windows, done
+
+    def _refuse_windows(self, count: int, options: WindowOptions, bound: str = "") -> None:
+        if count > self.config.max_client_windows:
+            raise RequestError(413, "validation", f"the request's texts make {bound}{count} windows of "
+                                                  f"{options.window} tokens; the limit is "
+                                                  f"{self.config.max_client_windows} (--max-client-windows)")
 
     def _results(self, parsed: PredictRequest, logits, split: WindowedTexts | None) -> list:
         """Each text's labels (its windows' logits aggregated first), with its windows when asked for."""

@@ -31,6 +31,7 @@ from ortpipe.runtime.postprocess import resolve_function
 from ortpipe.runtime.predict import check_top_k
 from ortpipe.runtime.tokenize import TextInput
 from ortpipe.runtime.windows import WindowOptions
+from ortpipe.serve.errors import STATUS_MEANINGS, ServeError
 
 WINDOW_KEYS = {"window", "stride", "aggregate", "return_windows"}
 KNOWN_KEYS = {"inputs", "parameters", "truncate", "truncation", "truncation_direction", "raw_scores", "top_k",
@@ -39,16 +40,16 @@ KNOWN_PARAMETERS = {"top_k", "function_to_apply", "truncation", "truncate", "tru
                     *WINDOW_KEYS}
 
 
-class RequestError(Exception):
+class RequestError(ServeError):
     """A request the server refuses: HTTP status, TEI ``error_type`` and a message naming the problem."""
+
+    REASONS = {413: "too_large", 503: "draining", 404: "unknown_model"}  # ortpipe_rejections; else "invalid"
 
     def __init__(self, status: int, error_type: str, message: str, headers: dict | None = None):
         super().__init__(message)
         self.status, self.error_type, self.message = status, error_type, message
         self.headers = headers or {}
-
-    def body(self) -> dict:
-        return {"error": self.message, "error_type": self.error_type}
+        self.reason = self.REASONS.get(status, "invalid")
 
 
 def invalid(message: str) -> RequestError:
@@ -207,7 +208,12 @@ ERROR_SCHEMA = {"type": "object", "required": ["error", "error_type"],
                 "properties": {"error": {"type": "string"}, "error_type": {"type": "string"}}}
 
 
-def error_responses(*statuses: tuple[int, str]) -> dict:
-    """OpenAPI ``responses`` for refusals, each with the ``{error, error_type}`` body."""
+def error_responses(*statuses: int | tuple[int, str]) -> dict:
+    """OpenAPI ``responses`` for refusals, each with the ``{error, error_type}`` body.
+
+    A status alone takes its meaning from :data:`~ortpipe.serve.errors.STATUS_MEANINGS`; ``(status, why)``
+    says what it means on that route.
+    """
+    pairs = [(code, STATUS_MEANINGS[code]) if isinstance(code, int) else code for code in statuses]
     return {str(code): {"description": why, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
-            for code, why in statuses}
+            for code, why in pairs}

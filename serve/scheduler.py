@@ -59,6 +59,13 @@ class Cohorts:
     def __bool__(self) -> bool:
         return bool(self._fresh or self._served)
 
+    def drain(self) -> list[list]:
+        """Every batch left, taken out (the model is stopping)."""
+        left = [batch for cohort in (*self._fresh, *self._served) for batch in cohort]
+        self._fresh.clear()
+        self._served.clear()
+        return left
+
     def next_batch(self) -> list | None:
         take_fresh = bool(self._fresh) and (not self._served or not self._jumped)
         source = self._fresh if take_fresh else self._served

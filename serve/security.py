@@ -17,15 +17,56 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ortpipe.runtime.errors import OrtpipeError
+from ortpipe.serve.protocol import error_responses
+
 API_KEYS_ENV = "ORTPIPE_API_KEYS"
 OPEN_PATHS = ("/health",)
 
 
 def api_keys_from(flags: Sequence[str] | None, environ=None) -> tuple[str, ...]:
-    """The keys of ``--api-key`` flags, else of ``$ORTPIPE_API_KEYS`` (comma-separated); blanks dropped."""
+    """The keys of ``--api-key`` flags, else of ``$ORTPIPE_API_KEYS`` (comma-separated), stripped.
+
+    Raises:
+        OrtpipeError: a blank ``--api-key`` (``"$KEY"`` with ``$KEY`` unset), or ``ORTPIPE_API_KEYS`` set with no
+            key in it (``" , "``): a server asked for keys never starts without them.
+    """
     environ = os.environ if environ is None else environ
-    keys = list(flags or ()) or environ.get(API_KEYS_ENV, "").split(",")
-    return tuple(key.strip() for key in keys if key.strip())
+    if flags:
+        where, keys = "--api-key", list(flags)
+    elif API_KEYS_ENV in environ:
+        where, keys = API_KEYS_ENV, environ[API_KEYS_ENV].split(",")
+    else:
+        return ()
+    given = tuple(key.strip() for key in keys if key.strip())
+    # each --api-key is one key, so a blank one is a mistake; the variable's list may end with a comma
+    if not given or (flags and len(given) < len(keys)):
+        raise OrtpipeError(f"{where}: an empty key (an unset variable?); refusing to start a server whose keys "
+                           "would let anyone in. Give real keys, or none")
+    return given
+
+
+def document_keys(app, public_metrics: bool) -> None:
+    """The OpenAPI schema says which routes need ``Authorization: Bearer`` and that they answer 401 without it."""
+    plain = app.openapi
+    open_paths = {"/health", *(("/metrics",) if public_metrics else ())}
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = plain()
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})["apiKey"] = {
+            "type": "http", "scheme": "bearer", "description": "a key the server was started with (--api-key)"}
+        for path, operations in schema["paths"].items():
+            if path in open_paths:
+                continue
+            for operation in operations.values():
+                operation["security"] = [{"apiKey": []}]
+                operation.setdefault("responses", {}).update(error_responses((401, "no API key, or a wrong one")))
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
 
 
 def key_matches(given: str, keys: Iterable[str]) -> bool:
@@ -49,7 +90,8 @@ class ApiKeyGuard:
             await self.app(scope, receive, send)
             return
         header = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
-        scheme, _, given = header.decode("latin-1").partition(" ")
+        # UTF-8, as clients send it (a non-ASCII key matches); undecodable bytes kept as surrogates, never a match
+        scheme, _, given = header.decode("utf-8", "surrogateescape").partition(" ")
         if scheme.lower() == "bearer" and key_matches(given.strip(), self.keys):
             await self.app(scope, receive, send)
             return
