@@ -80,7 +80,7 @@ def configure_session(options, setting: str, ort) -> None:
         options.add_session_config_entry("session.use_env_allocators", "1")
 
 
-def _malloc_trim():
+def malloc_trim():
     """glibc's ``malloc_trim``, which hands freed heap pages back to the system; None elsewhere."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
@@ -109,7 +109,7 @@ class ShrinkPolicy:
         if arena:
             self.run_options = ort.RunOptions()
             self.run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", device)
-        self._trim = _malloc_trim()
+        self._trim = malloc_trim()
         self.shrinks = 0
 
     def is_large(self, rows: int, width: int) -> bool:

@@ -185,16 +185,16 @@ def _run_serve(args) -> int:
                            "pip install 'ortpipe[serve]'") from exc
     from ortpipe.runtime.classifier import TextClassifier
 
-    config = _config(args)
+    from ortpipe.serve.security import api_keys_from
+
+    config, api_keys = _config(args), api_keys_from(args.api_key)  # a blank key refuses before anything loads
     if specs is None:
         models = TextClassifier.load(args.bundle, variant=args.variant, provider=args.provider, threads=args.threads,
                                      spinning=args.spinning, memory=args.memory)
     else:
         models = _load_models(args, specs, config)
-    from ortpipe.serve.security import api_keys_from
-
     try:
-        app = create_app(models, config, default_model=args.default_model, api_keys=api_keys_from(args.api_key),
+        app = create_app(models, config, default_model=args.default_model, api_keys=api_keys,
                          public_metrics=args.public_metrics, model_roots=args.model_root or (),
                          loader=_loader(args, specs))
     except ValueError as exc:  # a setting this model cannot take (e.g. --window past its limit)

@@ -21,12 +21,14 @@ it. What it promises:
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import os
 from pathlib import Path
 from typing import Callable, Sequence
 
 from ortpipe.runtime.errors import OrtpipeError
+from ortpipe.runtime.memory import malloc_trim
 from ortpipe.serve.errors import short
 from ortpipe.serve.predictor import Predictor
 from ortpipe.serve.protocol import RequestError, invalid
@@ -185,6 +187,17 @@ async def _retire(old: Predictor) -> None:
     while not old.idle:
         await asyncio.sleep(0.01)
     await old.stop()
+    del old
+    # a Predictor and its batcher refer to each other: collect the cycle now, so that the old version's
+    # ONNX Runtime session and tokenizer are freed at once rather than whenever gc's last generation runs
+    await asyncio.to_thread(_free_memory)
+
+
+def _free_memory() -> None:
+    gc.collect()
+    trim = malloc_trim()  # glibc keeps freed pages in the heap: hand them back so that RSS falls too
+    if trim is not None:
+        trim(0)
 
 
 def _check_path(path) -> None:

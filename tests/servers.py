@@ -1,0 +1,32 @@
+"""One way for tests to start a real ``ortpipe serve``: a subprocess on 127.0.0.1, a free port, stderr in a file."""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from ortpipe.benchmarks.serve_load import free_port
+from ortpipe.benchmarks.serve_load import server as serve_process
+
+
+@contextmanager
+def serving(home: Path, *flags: str, headers: dict | None = None, threads: int = 2, env: dict | None = None):
+    """``ortpipe serve FLAGS`` once ready; yields (url, process, the path of its stderr log)."""
+    port = free_port()
+    command = [sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--port", str(port), "--threads", str(threads),
+               *flags]
+    home.mkdir(parents=True, exist_ok=True)
+    log = home / "stderr.log"
+    environ = {**os.environ, "ORTPIPE_HOME": str(home), **(env or {})}
+    with serve_process(command, port, ready_timeout=90, env=environ, headers=headers, log=log) as (url, process):
+        yield url, process, log
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory now, in MB (from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")

@@ -1,0 +1,159 @@
+"""What a hostile probe broke in the server, each case reproduced against a real ``ortpipe serve`` (issue 27).
+
+Every load loop is bounded in count and time and targets 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+
+from servers import rss_mb, serving  # noqa: E402
+
+pytestmark = pytest.mark.server
+
+KEY = "k3y-for-tests-0123456789"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+LONG = " ".join(["the plot moves slowly but the acting is wonderful and I would watch it again"] * 100)
+
+
+def _gauge(url: str, family: str, model: str) -> float:
+    for line in httpx.get(f"{url}/metrics", headers=AUTH, timeout=10).text.splitlines():
+        if line.startswith(family + "{") and f'model="{model}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.fixture
+def two_models(bundles, tmp_path):
+    """Models ``a`` and ``b`` with keys, ``b``'s bundle under a --model-root; yields (url, process, log, root)."""
+    root = tmp_path / "models"
+    shutil.copytree(bundles["bert"], root / "b")
+    shutil.copytree(bundles["distilbert"], root / "c")
+    flags = ["--model", f"a={bundles['bert']}", "--model", f"b={root / 'b'}", "--api-key", KEY,
+             "--model-root", str(root), "--variant", "optimized", "--max-queue", "20000"]
+    with serving(tmp_path / "home", *flags, headers=AUTH) as (url, process, log):
+        yield url, process, log, root
+
+
+def test_reload_and_unload_with_long_requests_in_flight_answer_every_request(two_models):
+    """Case 1: windowed requests still tokenizing when the switch comes are answered, never left hanging."""
+    url, _, log, root = two_models
+    body = {"inputs": [LONG] * 10, "window": 16}
+
+    async def burst(http, model: str, action: str) -> list[int]:
+        requests = [asyncio.ensure_future(http.post(f"{url}/models/{model}/predict", json=body, headers=AUTH))
+                    for _ in range(5)]
+        await asyncio.sleep(0.02)
+        changed = await http.post(f"{url}/models/{model}/{action}", json={} if action == "load" else None,
+                                  headers=AUTH)
+        assert changed.status_code == 200, changed.text
+        return [response.status_code for response in await asyncio.gather(*requests)]
+
+    async def run():
+        async with httpx.AsyncClient(timeout=60) as http:
+            assert (await http.post(f"{url}/models/b/load", json={}, headers=AUTH)).status_code == 200  # warm
+            reloaded = await burst(http, "b", "load")
+            added = await http.post(f"{url}/models/c/load", json={"bundle": str(root / "c")}, headers=AUTH)
+            assert added.status_code == 200, added.text
+            unloaded = await burst(http, "c", "unload")
+            return reloaded, unloaded
+
+    reloaded, unloaded = asyncio.run(asyncio.wait_for(run(), timeout=90))
+    # answered by the version each was routed to, or a clear 503 (retired) / 404 (routed after the unload)
+    assert set(reloaded) <= {200, 503} and set(unloaded) <= {200, 404, 503}, (reloaded, unloaded, log.read_text())
+    assert reloaded.count(200) >= 1
+    deadline = time.monotonic() + 10
+    while _gauge(url, "ortpipe_queue_depth", "b") != 0:
+        assert time.monotonic() < deadline, "the queue-depth gauge stayed up"
+        time.sleep(0.1)
+
+
+def test_racing_reloads_of_one_name_load_once_and_unchanged_sighup_reloads_nothing(bundles, tmp_path):
+    """Case 7: concurrent loads of one name are 409 but one; SIGHUP skips unchanged bundles; memory holds."""
+    config = tmp_path / "serve.toml"
+    config.write_text(f'[models.a]\nbundle = "{bundles["bert"]}"\n\n[models.b]\nbundle = "{bundles["distilbert"]}"\n')
+    with serving(tmp_path / "home", "--config", str(config), "--api-key", KEY, headers=AUTH) as (url, process, log):
+        async def race():
+            async with httpx.AsyncClient(timeout=60) as http:
+                return await asyncio.gather(*(http.post(f"{url}/models/b/load", json={}, headers=AUTH)
+                                              for _ in range(5)))
+
+        statuses = sorted(r.status_code for r in asyncio.run(asyncio.wait_for(race(), timeout=60)))
+        assert statuses.count(200) >= 1 and statuses.count(409) >= 1 and set(statuses) <= {200, 409}, statuses
+        process.send_signal(signal.SIGHUP)
+        _wait_for(log, "SIGHUP: b unchanged")
+        first = rss_mb(process.pid)
+        for round in range(20):
+            assert httpx.post(f"{url}/models/b/load", json={}, headers=AUTH, timeout=60).status_code == 200
+            process.send_signal(signal.SIGHUP)
+            _wait_for(log, "SIGHUP: b unchanged", count=round + 2)  # (a load during a SIGHUP's would be a 409)
+        time.sleep(0.5)  # the last retired versions are freed once idle
+        assert "reloaded" not in log.read_text()
+        assert rss_mb(process.pid) <= first * 1.10, (first, rss_mb(process.pid))
+
+
+def _wait_for(log, text: str, count: int = 1, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while log.read_text().count(text) < count:
+        assert time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.1)
+
+
+def test_bounded_reads_and_short_echoes_on_the_management_routes(two_models):
+    """Cases 5 and 13: /load bodies obey --max-body; odd paths are 422s that echo a short prefix only."""
+    url, *_ = two_models
+    huge = httpx.post(f"{url}/models/b/load", content=b'{"bundle": "' + b"a" * (8 << 20) + b'"}', headers=AUTH,
+                      timeout=30)
+    assert huge.status_code == 413 and "--max-body" in huge.json()["error"]
+    for path in ("bun\x00dle", "/tmp/" + "x" * 5000, "x" * 5000):
+        response = httpx.post(f"{url}/models/b/load", json={"bundle": path}, headers=AUTH, timeout=30)
+        assert response.status_code in (403, 422), (path[:20], response.status_code, response.text[:300])
+        assert len(response.text) < 1000
+    long_name = httpx.post(f"{url}/models/{'n' * 3000}/predict", json={"inputs": "x"}, headers=AUTH, timeout=10)
+    assert long_name.status_code == 404 and len(long_name.text) < 1000
+
+
+def test_a_utf8_api_key_matches(bert_bundle, tmp_path):
+    """Case 14: a non-ASCII key sent as UTF-8 is the key."""
+    key = "clé-ünïcode-0123456789"
+    with serving(tmp_path / "home", "--bundle", str(bert_bundle), "--api-key", key,
+                 headers={"Authorization": f"Bearer {key}".encode()}) as (url, *_):
+        right = httpx.post(f"{url}/predict", json={"inputs": "x"},
+                           headers={"Authorization": f"Bearer {key}".encode()}, timeout=10)
+        assert right.status_code == 200, right.text
+        wrong = httpx.post(f"{url}/predict", json={"inputs": "x"},
+                           headers={"Authorization": "Bearer cle-unicode-0123456789".encode()}, timeout=10)
+        assert wrong.status_code == 401
+
+
+@pytest.mark.parametrize("flags, env", [(["--api-key", ""], {}), (["--api-key", " "], {}),
+                                        ([], {"ORTPIPE_API_KEYS": " , "})])
+def test_a_blank_api_key_refuses_to_start(bert_bundle, tmp_path, flags, env):
+    """Case 4: an empty key never turns authentication off."""
+    done = subprocess.run([sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--bundle", str(bert_bundle),
+                           "--port", "1", *flags], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **env, "ORTPIPE_HOME": str(tmp_path)})
+    assert done.returncode != 0
+    assert "empty key" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_window_count_past_the_limit_is_refused_before_tokenizing(bert_bundle, tmp_path):
+    """Case 11: a 4 MB text with window 16 is refused from its words, not after tokenizing it whole."""
+    with serving(tmp_path / "home", "--bundle", str(bert_bundle)) as (url, *_):
+        text = "word " * (800_000)
+        response = httpx.post(f"{url}/predict", json={"inputs": text, "window": 16}, timeout=60)
+        assert response.status_code == 413
+        assert "make at least" in response.json()["error"] and "--max-client-windows" in response.json()["error"]
+        fits = httpx.post(f"{url}/predict", json={"inputs": "word " * 1000, "window": 16}, timeout=60)
+        assert fits.status_code == 200, fits.text
