@@ -192,3 +192,26 @@ def test_a_batch_by_itself_is_alone(clf):
 
     _run(main())
     assert alone == [True, True]
+
+
+def test_a_sentence_planned_with_long_requests_runs_first(clf):
+    """Issue 27, case 8: a request that fits one call is planned ahead of larger ones queued in the same round."""
+    long_text = " ".join(["a long review that goes on and on about the plot"] * 8)
+
+    async def main():
+        batcher = _batcher(clf, [], max_batch_size=4, max_batch_tokens=512, max_queue=1000)
+        deadline = time.perf_counter() + FAR
+        big = [asyncio.ensure_future(batcher.submit(clf.tokenizer.encode([long_text] * 12), deadline))
+               for _ in range(3)]
+        small = asyncio.ensure_future(batcher.submit(clf.tokenizer.encode(["fine"]), deadline))
+        await asyncio.sleep(0)  # every submit has queued its texts; nothing has been planned yet
+        batcher.plan()
+        first = batcher.next_batch()
+        order = [first] + [batch for batch in iter(batcher.next_batch, None)]
+        for task in (*big, small):
+            task.cancel()
+        return first, order
+
+    first, order = _run(main())
+    assert [len(p.encoding) for p in first] == [len(clf.tokenizer.encode(["fine"])[0])]
+    assert sum(len(batch) for batch in order) == 3 * 12 + 1
