@@ -89,13 +89,23 @@ def choose_variant(manifest: Manifest, default_report: ProbeReport | None) -> tu
     """The variant ``load()`` settles on, and why, given the default's probe report (None: not checked)."""
     default = manifest.default_variant
     if default_report is None:
-        return default, (f"{default!r} is the manifest's default; a float variant computes the same on every "
-                         "CPU, so it is not re-checked at load")
+        return default, (f"{default!r} is the manifest's default; the bundle has no probe texts to check it "
+                         "against here")
     if default_report.passed:
         return default, f"{default!r} is the manifest's default and passed its probe check here: {default_report.reason}"
     fallback = best_float_variant(manifest)
+    if fallback == default or not manifest.variants[default].quantized:
+        return None, (f"nothing: the default {default!r} is a float variant and failed its probe check here "
+                      f"({default_report.reason}); its file does not compute what the bundle recorded at export")
     return fallback, (f"the default {default!r} failed its probe check here ({default_report.reason}); "
                       f"{fallback!r} is the fastest float variant")
+
+
+def refused_message(bundle: Bundle, report: ProbeReport) -> str:
+    """Why ``load()`` refuses a bundle whose chosen variant failed its probes (a replaced or broken file)."""
+    return (f"bundle {bundle.path}: variant {report.variant!r} failed its probe check here ({report.reason}); "
+            "its model file does not compute what the bundle's probes recorded at export (replaced or "
+            f"damaged?). Re-export the bundle, or run `ortpipe doctor --bundle {bundle.path}`")
 
 
 def wants_fp16(manifest: Manifest, provider: str) -> bool:

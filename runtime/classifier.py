@@ -20,8 +20,9 @@ import numpy as np
 
 from ortpipe.runtime.batching import check_batch_size, run_in_batches
 from ortpipe.runtime.bundle import Bundle, open_bundle
+from ortpipe.runtime.errors import BundleError
 from ortpipe.runtime.check import (check_variant, choose_cuda_variant, choose_variant, fallback_message, log,
-                                   needs_check, wants_fp16)
+                                   needs_check, refused_message, wants_fp16)
 from ortpipe.runtime.errors import InputError
 from ortpipe.runtime.inference import OnnxModel, use_shared_threads
 from ortpipe.runtime.inputs import normalize_inputs
@@ -58,6 +59,11 @@ class TextClassifier:
                                        self.manifest.pad_token_id)
         self.model = OnnxModel(bundle.model_path, provider=provider, threads=threads, spinning=spinning,
                                memory=memory, shared_threads=shared_threads)
+        width = self.model.session.get_outputs()[0].shape[-1]
+        if isinstance(width, int) and width != len(self.labels):
+            raise BundleError(f"bundle {bundle.path}: the manifest names {len(self.labels)} label(s) in id2label, "
+                              f"but {bundle.model_path.name} gives {width} logits per text; the manifest does not "
+                              "belong to this model")
         self.provider = self.model.provider
         self._truncated = 0
         self._truncated_lock = threading.Lock()
@@ -105,16 +111,21 @@ class TextClassifier:
             if on_cuda is not None:
                 return on_cuda
         clf = cls(bundle, **options)
-        if variant is not None or not needs_check(bundle):
+        if variant is not None or (bundle.probes_path is None and not needs_check(bundle)):
             return clf
-        report = clf.check()
+        report = clf.check()  # float variants too: a replaced model file fails here (cached per machine)
         fallback, _ = choose_variant(bundle.manifest, report)
         if fallback == bundle.variant.name:
             return clf
-        log.warning(fallback_message(bundle, report, fallback, isa_summary(describe_machine())))
-        clf = cls(bundle.with_variant(fallback, verify), **options)
-        clf.rejected = report
-        return clf
+        if fallback is not None:
+            log.warning(fallback_message(bundle, report, fallback, isa_summary(describe_machine())))
+            clf = cls(bundle.with_variant(fallback, verify), **options)
+            clf.rejected = report
+            second = clf.check() if bundle.probes_path is not None else None
+            if second is None or second.passed:
+                return clf
+            report = second
+        raise BundleError(refused_message(bundle, report))
 
     @classmethod
     def _load_on_cuda(cls, bundle: Bundle, verify: bool, options: dict) -> "TextClassifier | None":

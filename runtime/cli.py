@@ -142,7 +142,7 @@ def _run_doctor(args) -> int:
 
     report = diagnose(args.bundle, provider=args.provider, threads=args.threads, memory=args.memory)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
-    return 0
+    return 0 if report["chosen"] is not None else 1  # load() without a variant would fail here
 
 
 def _read_texts(args) -> list[str]:

@@ -63,7 +63,7 @@ def diagnose(bundle_path: str | Path | None = None, provider: str = "auto", thre
         report = reports[name] = clf.check(refresh=True)
         memory_in_force = clf.memory.as_dict()
         on_cuda = on_cuda or clf.provider == "cuda"
-        if name == manifest.default_variant and variant.quantized:
+        if name == manifest.default_variant:
             default_report = report
         exported = variant.machine
         variants[name] = {
@@ -82,6 +82,8 @@ def diagnose(bundle_path: str | Path | None = None, provider: str = "auto", thre
         chosen, why = None, f"nothing: load() without a variant fails here ({reason})"
     else:
         chosen, why = choose_variant(manifest, default_report)
+        if chosen is not None and chosen in reports and not reports[chosen].passed:
+            chosen, why = None, f"nothing: {why}, but {chosen!r} failed its probe check too ({reports[chosen].reason})"
     return {"machine": machine, "bundle": str(default.path), "memory": memory_in_force,
             "format_version": manifest.format_version, "max_length": manifest.max_length,
             "window": manifest.window, "default_variant": manifest.default_variant, "variants": variants, "chosen": chosen, "why": why}

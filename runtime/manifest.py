@@ -120,6 +120,10 @@ def plain_file_name(bundle_dir: str | Path, name: Any, what: str) -> str:
     return name
 
 
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value.lower())
+
+
 def read_manifest(bundle_dir: str | Path) -> Manifest:
     """Parse and check ``bundle_dir/ortpipe.json``.
 
@@ -156,6 +160,9 @@ def read_manifest(bundle_dir: str | Path) -> Manifest:
         if not isinstance(raw, dict) or not {"file", "sha256"} <= raw.keys():
             raise BundleError(f"{path}: variant {name!r} needs 'file' and 'sha256'")
         plain_file_name(bundle_dir, raw["file"], f"variant {name!r} file")
+        if not _is_sha256(raw["sha256"]):
+            raise BundleError(f"{path}: variant {name!r} has sha256 {str(raw['sha256'])[:80]!r}, not 64 hex digits: "
+                              "a bundle's files are always hash-checked, so an empty or malformed hash is refused")
         variants[name] = Variant(name=name, file=raw["file"], sha256=raw["sha256"],
                                  validation=raw.get("validation", {}), details=raw.get("details", {}),
                                  machine=raw.get("machine", {}))

@@ -20,6 +20,7 @@ how the runtime finds out before trusting it.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -85,7 +86,14 @@ class ProbeGate:
         if not gate:
             return None
         drift = gate.get("max_drift")
-        return cls(float(gate["min_agreement"]), float(gate["max_abs_diff"]), None if drift is None else float(drift))
+        try:
+            values = (float(gate["min_agreement"]), float(gate["max_abs_diff"]), None if drift is None else float(drift))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"the manifest's probe gate {gate!r} is not three numbers ({exc})") from None
+        if not all(math.isfinite(v) and v >= 0 for v in values if v is not None) or values[0] > 1:
+            raise BundleError(f"the manifest's probe gate {gate!r} holds a value that is not a finite number in "
+                              "range (a NaN gate would pass anything)")
+        return cls(*values)
 
 
 @dataclass(frozen=True)
@@ -135,7 +143,25 @@ def run_probes(variant: str, model, tokenizer, probes: ProbeSet, gate: ProbeGate
     """Run ``model`` on the probes alone and in batches of ``probes.batch_size``; judge by ``gate``."""
     start = time.perf_counter()
     outputs = probe_logits(model, tokenizer, probes)
+    too_long = longest_input_problem(model, tokenizer)
+    if too_long:
+        return ProbeReport(variant, False, too_long, machine_key=machine_key)
     return judge(variant, outputs, probes, gate, (time.perf_counter() - start) * 1000, machine_key)
+
+
+def longest_input_problem(model, tokenizer) -> str | None:
+    """Why the model cannot take a text of the manifest's ``max_length`` tokens (None: it can).
+
+    A manifest whose ``max_length`` passes the graph's position embeddings would fail only on long texts,
+    deep inside ONNX Runtime; one call at that length finds it when the variant is checked.
+    """
+    encoded = tokenizer(["a " * (2 * tokenizer.max_length)], truncation=True)
+    try:
+        logits = model(encoded)
+    except Exception as exc:  # ONNX Runtime raises its own exception types
+        return (f"the model fails on a text of the manifest's max_length ({tokenizer.max_length} tokens): "
+                f"{str(exc)[:200]}; is max_length beyond the model's positions?")
+    return None if np.isfinite(logits).all() else "the model gives non-finite logits on its longest input"
 
 
 def judge(variant: str, outputs: dict[str, np.ndarray], probes: ProbeSet, gate: ProbeGate | None,
@@ -148,6 +174,10 @@ def judge(variant: str, outputs: dict[str, np.ndarray], probes: ProbeSet, gate: 
             by_batch[size]["drift"] = float(np.abs(logits - own[size]).max())
     agreement = min(r["agreement"] for r in by_batch.values())
     worst = max(r["max_abs_diff"] for r in by_batch.values())
+    if not math.isfinite(worst):  # NaN or inf logits: no comparison below may pass them
+        return ProbeReport(variant, False, "the model gives non-finite logits (NaN or inf) on the probe texts",
+                           agreement, worst, None, by_batch, {} if gate is None else asdict(gate),
+                           probe_ms, machine_key)
     drifts = [r["drift"] for r in by_batch.values() if "drift" in r]
     drift = max(drifts) if drifts else None
     if gate is None:

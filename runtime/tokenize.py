@@ -7,6 +7,7 @@ length), then each batch is padded to its own longest row in numpy.
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, Union
@@ -44,6 +45,22 @@ class Encoded:
     def tokens(self) -> list[list[str]]:
         """The token strings of each row, without padding."""
         return [list(e.tokens) for e in self.encodings]
+
+
+@contextmanager
+def rust_failures():
+    """The Rust tokenizer's failures on an input as an :class:`InputError` (4xx in the server, not a 500).
+
+    A panic inside the Rust code (a pre-tokenizer regex that blows up, say) reaches Python as pyo3's
+    ``PanicException``, a ``BaseException``: it is caught here too, so no ``except Exception`` above misses it.
+    """
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit, InputError):
+        raise
+    except BaseException as exc:  # noqa: B036 (see the docstring)
+        raise InputError(f"the bundle's tokenizer failed on this input ({type(exc).__name__}: "
+                         f"{str(exc)[:200]})") from None
 
 
 class TextTokenizer:
@@ -133,11 +150,12 @@ class TextTokenizer:
         tokenizer = self._truncating_tokenizer(direction) if truncation else self._tokenizer
         if truncation:
             texts = self._bounded_items(texts, direction)
-        if len(texts) == 1:
-            first = texts[0]
-            encodings = [tokenizer.encode(*first) if isinstance(first, tuple) else tokenizer.encode(first)]
-        else:
-            encodings = tokenizer.encode_batch(list(texts))
+        with rust_failures():
+            if len(texts) == 1:
+                first = texts[0]
+                encodings = [tokenizer.encode(*first) if isinstance(first, tuple) else tokenizer.encode(first)]
+            else:
+                encodings = tokenizer.encode_batch(list(texts))
         if not truncation:
             for index, encoding in enumerate(encodings):
                 if len(encoding.ids) > self.max_length:
@@ -147,11 +165,12 @@ class TextTokenizer:
 
     def encode_whole(self, texts: Sequence[TextInput], add_special_tokens: bool = True) -> list:
         """Tokenize texts (or ``(text, text_pair)`` tuples), with their special tokens, and never truncate them."""
-        if len(texts) == 1:
-            first = texts[0]
-            args = first if isinstance(first, tuple) else (first,)
-            return [self._tokenizer.encode(*args, add_special_tokens=add_special_tokens)]
-        return self._tokenizer.encode_batch(list(texts), add_special_tokens=add_special_tokens)
+        with rust_failures():
+            if len(texts) == 1:
+                first = texts[0]
+                args = first if isinstance(first, tuple) else (first,)
+                return [self._tokenizer.encode(*args, add_special_tokens=add_special_tokens)]
+            return self._tokenizer.encode_batch(list(texts), add_special_tokens=add_special_tokens)
 
     @property
     def special_tokens(self) -> int:

@@ -30,5 +30,11 @@ def negate_reference_logits(probes: dict) -> None:
     probes["logits"] = [[-x for x in row] for row in probes["logits"]]
 
 
+def negate_int8_outputs(probes: dict) -> None:
+    """int8's export-time logits negated: int8 computes 'other numbers' here, the float variants still agree."""
+    probes["outputs"]["int8"] = {size: [[-x for x in row] for row in rows]
+                                 for size, rows in probes["outputs"]["int8"].items()}
+
+
 def make_int8_the_default(bundle: Path) -> None:
     edit_manifest(bundle, lambda manifest: manifest.update(default_variant="int8"))

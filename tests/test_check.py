@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
 import pytest
 
-from bundle_edits import edit_manifest, edit_probes, make_int8_the_default, negate_reference_logits
-from ortpipe.runtime import IntegrityError, TextClassifier, open_bundle, read_manifest
+from bundle_edits import edit_manifest, edit_probes, make_int8_the_default, negate_int8_outputs, negate_reference_logits
+from ortpipe.runtime import BundleError, IntegrityError, TextClassifier, open_bundle, read_manifest
 from ortpipe.runtime.check import best_float_variant, cache_file, choose_cuda_variant, choose_variant, wants_fp16
 from ortpipe.runtime.machine import machine_key
 from ortpipe.runtime.probes import ProbeReport
@@ -30,16 +31,23 @@ def test_a_quantized_default_that_passes_here_is_kept_and_cached(int8_default, c
     assert clf.check().cached and not clf.check(refresh=True).cached
 
 
-def test_tampered_reference_logits_force_the_float_fallback_with_one_warning(int8_default, caplog):
-    edit_probes(int8_default, negate_reference_logits)
+def test_an_int8_that_fails_here_falls_back_to_float_with_one_warning(int8_default, caplog):
+    edit_probes(int8_default, negate_int8_outputs)
     with caplog.at_level(logging.WARNING, logger="ortpipe"):
         clf = TextClassifier.load(int8_default)
     expected = best_float_variant(read_manifest(int8_default))
     assert clf.variant == expected != "int8"
-    assert clf.rejected is not None and not clf.rejected.passed and "label agreement" in clf.rejected.reason
+    assert clf.rejected is not None and not clf.rejected.passed and "other numbers" in clf.rejected.reason
     (record,) = caplog.records
     assert "'int8' failed its probe check" in record.message and f"Using {expected!r}" in record.message
     assert clf("good movie")[0]["label"] in clf.labels
+
+
+def test_when_every_variant_disagrees_with_its_probes_load_refuses(int8_default):
+    """Issue 27, case 10: the float fallback is checked too, and a failing one is never served silently."""
+    edit_probes(int8_default, negate_reference_logits)
+    with pytest.raises(BundleError, match=r"failed its probe check here \(label agreement"):
+        TextClassifier.load(int8_default)
 
 
 def test_an_explicit_int8_loads_anyway_and_check_says_why(int8_default):
@@ -85,13 +93,16 @@ def test_a_bundle_without_probes_falls_back_to_float(int8_default, caplog):
     assert clf.variant != "int8" and "no probe texts" in clf.rejected.reason
 
 
-def test_a_float_default_is_not_probed_at_load(bundle_copy):
+def test_a_float_default_is_probed_at_load_and_refused_when_it_fails(bundle_copy):
+    """Issue 27, case 10 (before: a float default was never probed, so a replaced model file was served)."""
     edit_manifest(bundle_copy, lambda m: m.update(default_variant="fp32"))
-    edit_probes(bundle_copy, negate_reference_logits)
     clf = TextClassifier.load(bundle_copy)
     assert clf.variant == "fp32" and clf.rejected is None
-    assert not cache_file(clf.bundle, machine_key()).exists()
-    assert not clf.check().passed  # but asked, it reports the broken reference
+    assert json.loads(cache_file(clf.bundle, machine_key()).read_text())["fp32"]["passed"] is True
+    edit_probes(bundle_copy, negate_reference_logits)
+    with pytest.raises(BundleError, match="variant 'fp32' failed its probe check here"):
+        TextClassifier.load(bundle_copy)
+    assert TextClassifier.load(bundle_copy, variant="fp32").variant == "fp32"  # asked for by name: loaded
 
 
 def test_best_float_variant_is_the_fastest_that_passed(bert_bundle):
@@ -102,11 +113,14 @@ def test_best_float_variant_is_the_fastest_that_passed(bert_bundle):
 
 
 def test_choose_variant_explains_itself(bert_bundle):
-    manifest = read_manifest(bert_bundle)
+    manifest = dataclasses.replace(read_manifest(bert_bundle), default_variant="int8")
     assert choose_variant(manifest, None)[0] == manifest.default_variant
     failed = ProbeReport("int8", False, "some reason")
     chosen, why = choose_variant(manifest, failed)
     assert chosen == best_float_variant(manifest) and "some reason" in why
+    float_default = dataclasses.replace(manifest, default_variant="fp32")
+    chosen, why = choose_variant(float_default, ProbeReport("fp32", False, "other reason"))
+    assert chosen is None and "other reason" in why
 
 
 def test_fp16_is_validated_by_its_first_run_here(bert_bundle):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bundle_edits import edit_probes, make_int8_the_default, negate_reference_logits
+from bundle_edits import edit_probes, make_int8_the_default, negate_int8_outputs, negate_reference_logits
 from ortpipe.runtime.cli import main
 
 
@@ -28,11 +28,20 @@ def test_json_has_the_machine_every_variant_and_the_choice(bert_bundle, capsys):
 
 def test_a_failing_default_is_reported_with_the_fallback(bundle_copy, capsys):
     make_int8_the_default(bundle_copy)
-    edit_probes(bundle_copy, negate_reference_logits)
+    edit_probes(bundle_copy, negate_int8_outputs)
     code, out = _doctor(capsys, "--bundle", str(bundle_copy), "--json")
     report = json.loads(out)
     assert code == 0 and report["variants"]["int8"]["passed"] is False
     assert report["chosen"] != "int8" and "failed its probe check" in report["why"]
+
+
+def test_when_the_fallback_fails_too_doctor_chooses_nothing_and_exits_1(bundle_copy, capsys):
+    """Issue 27, case 10 (before: 0 % agreement, that variant chosen anyway, exit 0)."""
+    make_int8_the_default(bundle_copy)
+    edit_probes(bundle_copy, negate_reference_logits)
+    code, out = _doctor(capsys, "--bundle", str(bundle_copy), "--json")
+    report = json.loads(out)
+    assert code == 1 and report["chosen"] is None and "failed its probe check too" in report["why"]
 
 
 def test_text_report_names_the_cpu_and_the_choice(bert_bundle, capsys):
@@ -66,4 +75,4 @@ def test_a_missing_default_file_means_load_picks_nothing(bundle_copy, capsys):
     manifest = json.loads((bundle_copy / "ortpipe.json").read_text())
     (bundle_copy / manifest["variants"][manifest["default_variant"]]["file"]).unlink()
     code, out = _doctor(capsys, "--bundle", str(bundle_copy))
-    assert code == 0 and "load() picks nothing: load() without a variant fails here" in out
+    assert code == 1 and "load() picks nothing: load() without a variant fails here" in out
