@@ -48,7 +48,7 @@ from ortpipe.serve.served import ServedModels, bundle_digest
 MODEL_PREDICT_ROUTES = ("/models/{name}/predict",)
 NAME_PARAMETER = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
                   "description": "a model's name (GET /models lists them)"}
-PREDICT_STATUSES = (400, 404, 413, 422, 429, 499, 500, 503, 504)
+PREDICT_STATUSES = (400, 404, 408, 413, 422, 429, 499, 500, 503, 504)
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,8 @@ async def answer(server: ServerState, receive, header, model: str | None = None)
     try:
         if served.draining:
             raise RequestError(503, "unhealthy", "the server is shutting down and takes no new requests")
-        body = parse_json(await read_body(receive, header("content-length"), server.config.max_body))
+        config = server.config
+        body = parse_json(await read_body(receive, header("content-length"), config.max_body, config.head_timeout_s))
         if model is None and isinstance(body, dict):
             model = body.get("model")
         predictor = served.find(model)

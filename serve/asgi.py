@@ -16,13 +16,14 @@ PREDICT_ROUTES = ("/predict", "/", "/invocations")
 WATCH_AFTER_S = 0.005  # a queued request's connection is watched for a departure from then on
 
 
-async def read_body(receive, declared: str | None, limit: int) -> bytes:
-    """The request body from ASGI ``receive``; 413 past ``limit`` (``declared``: its Content-Length)."""
+async def read_body(receive, declared: str | None, limit: int, part_timeout_s: float = 10.0) -> bytes:
+    """The request body from ASGI ``receive``; 413 past ``limit`` (``declared``: its Content-Length), 408 when
+    ``part_timeout_s`` pass between two parts of it."""
     if declared and declared.isdigit() and int(declared) > limit:
         raise RequestError(413, "validation", f"the body has {declared} bytes; the limit is {limit} (--max-body)")
     body = bytearray()
     while True:
-        message = await receive()
+        message = await _within(receive(), part_timeout_s)
         if message["type"] == "http.disconnect":
             raise ClientGone()
         body += message.get("body", b"")
@@ -30,6 +31,27 @@ async def read_body(receive, declared: str | None, limit: int) -> bytes:
             raise RequestError(413, "validation", f"the body is over the limit of {limit} bytes (--max-body)")
         if not message.get("more_body", False):
             return bytes(body)
+
+
+async def _within(waiting, seconds: float):
+    """``await waiting``, or a 408 after ``seconds`` (a timer that cancels this task: no task per body part)."""
+    task, expired = asyncio.current_task(), []
+
+    def expire() -> None:
+        expired.append(True)
+        task.cancel()
+
+    timer = asyncio.get_running_loop().call_later(seconds, expire)
+    try:
+        return await waiting
+    except asyncio.CancelledError:
+        if not expired:
+            raise
+        task.uncancel()
+        raise RequestError(408, "validation", f"the body stopped arriving for {seconds:g} s "
+                                              "(--head-timeout-s)") from None
+    finally:
+        timer.cancel()
 
 
 def parse_json(body: bytes):

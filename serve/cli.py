@@ -27,6 +27,9 @@ _HELP = {
     "window": "long texts: classify each whole through windows of N tokens (a number), the bundle's recommended "
               "window (auto), or read the first max-length tokens (off); a request's \"window\" field wins",
     "max_client_windows": "windows per request (more: 413); each window counts as a text against --max-queue",
+    "head_timeout_s": "seconds a request's line and headers may take to arrive, and a body between two parts "
+                      "(slower: the connection is closed, or 408)",
+    "max_connections": "open connections at once (more are closed as they arrive)",
 }
 
 
@@ -229,8 +232,11 @@ def _run_serve(args) -> int:
         if loop is not None:
             loop.call_soon_threadsafe(lambda: loop.create_task(_reread_config(app, args, config)))
 
+    from ortpipe.serve.connections import guarded_protocol
+
     server = DrainingServer(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning",
-                                           timeout_graceful_shutdown=int(config.drain_s), access_log=False))
+                                           timeout_graceful_shutdown=int(config.drain_s), access_log=False,
+                                           http=guarded_protocol(config.head_timeout_s, config.max_connections)))
     served = ", ".join(f"{name}: {p.bundle_path}, {p.clf.variant}, {p.clf.provider}"
                        for name, p in app.state.served.predictors.items())
     print(f"ortpipe serve: http://{config.host}:{config.port} ({served})", file=sys.stderr, flush=True)

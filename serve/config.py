@@ -28,6 +28,9 @@ class ServeConfig:
     # long texts: every request's default window ("off", "auto" or tokens); a request's "window" wins
     window: str = "off"
     max_client_windows: int = 2048  # windows per request (more: 413); each counts as a text in the queue
+    # a request's head (request line + headers) must arrive within this, and its body's parts as often
+    head_timeout_s: float = 10.0
+    max_connections: int = 1024  # open connections at once; more are closed as they arrive
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -64,6 +64,7 @@ STATUS_MEANINGS = {
     401: "no API key, or a wrong one",
     403: "no API key configured, or a bundle outside --model-root",
     404: "no such model",
+    408: "the body stopped arriving (--head-timeout-s)",
     409: "the model is being loaded, or is the default model (it cannot be unloaded)",
     413: "too many inputs, windows or bytes",
     422: "a field, header, text or bundle the model cannot take",

@@ -36,8 +36,9 @@ async def _answer(work) -> JSONResponse:
 async def load_route(name: str, request: Request):
     server = request.app.state.ortpipe
     try:
-        body = parse_json(await read_body(request.receive, request.headers.get("content-length"),
-                                          server.config.max_body) or b"{}")
+        config = server.config
+        body = parse_json(await read_body(request.receive, request.headers.get("content-length"), config.max_body,
+                                          config.head_timeout_s) or b"{}")
         if not isinstance(body, dict) or set(body) - {"bundle"}:
             raise invalid("the body must be {} or {\"bundle\": PATH}")
     except ServeError as exc:

@@ -157,3 +157,40 @@ def test_a_window_count_past_the_limit_is_refused_before_tokenizing(bert_bundle,
         assert "make at least" in response.json()["error"] and "--max-client-windows" in response.json()["error"]
         fits = httpx.post(f"{url}/predict", json={"inputs": "word " * 1000, "window": 16}, timeout=60)
         assert fits.status_code == 200, fits.text
+
+
+def _connect(url: str):
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def _closed_by_server(sock) -> bool:
+    try:
+        while sock.recv(65536):
+            pass
+        return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+
+
+def test_heads_are_bounded_in_size_and_time_and_connections_in_number(bert_bundle, tmp_path):
+    """Case 5: a huge header line, half-sent heads and bodies, idle and surplus connections."""
+    flags = ["--bundle", str(bert_bundle), "--head-timeout-s", "1", "--max-connections", "8"]
+    with serving(tmp_path / "home", *flags) as (url, process, _):
+        huge = _connect(url)
+        huge.sendall(b"POST /predict HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * (1 << 20) + b"\r\n\r\n")
+        reply = huge.recv(65536)
+        assert reply.startswith(b"HTTP/1.1 431"), reply[:80]
+        slow_body = _connect(url)
+        slow_body.sendall(b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                          b"content-length: 100\r\n\r\n{\"inputs\": ")
+        assert slow_body.recv(65536).startswith(b"HTTP/1.1 408")
+        held = [_connect(url) for _ in range(20)]  # idle: nothing sent
+        held[0].sendall(b"POST /predict HTTP/1.1\r\nhost: x\r\n")  # and one half-sent head
+        started = time.monotonic()
+        assert all(_closed_by_server(sock) for sock in held)
+        assert time.monotonic() - started < 5
+        assert len(os.listdir(f"/proc/{process.pid}/fd")) < 64
+        assert httpx.post(f"{url}/predict", json={"inputs": "still serving"}, timeout=10).status_code == 200
