@@ -31,8 +31,8 @@ from typing import Any, Sequence
 from ortpipe.distributed.shipping import ShippedBundle, materialize, ship_bundle
 from ortpipe.runtime.batching import check_batch_size
 from ortpipe.runtime.errors import InputError, OrtpipeError
-from ortpipe.runtime.stream import (IN_FORMATS, Row, check_on_error, check_record, classify_rows, format_of,
-                                    output_columns, output_kwargs, parquet_schema, parquet_table)
+from ortpipe.runtime.stream import (IN_FORMATS, Row, check_on_error, check_record, classify_rows, file_options,
+                                    format_of, output_columns, parquet_schema, parquet_table)
 
 CHUNK_ROWS = 2048
 ACTORS_START_S = 300  # how long the actors may take to start (fetch and check the bundle, load the model)
@@ -96,8 +96,7 @@ class BundleActor:
                                        threads=options.threads, spinning=False, memory=options.memory)
         self.options = options
         self.schema = parquet_schema(options.columns)
-        self.clf.window_options(*options.windowing)
-        self.kwargs = output_kwargs(options.top_k, *options.windowing)
+        self.call = file_options(self.clf, options.top_k, options.batch_size, *options.windowing)
         self.node = ray.get_runtime_context().get_node_id()
 
     def __call__(self, batch):
@@ -115,7 +114,7 @@ class BundleActor:
             named = f" ({', '.join(f'{k}={v!r}' for k, v in bad.kept.items())})" if bad.kept else ""
             raise InputError(f"{options.source}: a row{named}: {bad.error} (pass --on-error skip to write it as an "
                              "error row)")
-        records = classify_rows(self.clf, rows, options.batch_size, self.kwargs, numbered=False)
+        records = classify_rows(self.clf, rows, self.call, numbered=False)
         if options.provenance:
             for record in records:
                 record.update(node=self.node, variant=self.clf.variant)

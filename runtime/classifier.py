@@ -18,12 +18,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ortpipe.runtime.batching import check_batch_size, run_in_batches
+from ortpipe.runtime.batching import run_in_batches
 from ortpipe.runtime.bundle import Bundle, open_bundle
-from ortpipe.runtime.errors import BundleError
+from ortpipe.runtime.call import UNSET, CallOptions, plan_rows
 from ortpipe.runtime.check import (check_variant, choose_cuda_variant, choose_variant, fallback_message, log,
                                    needs_check, refused_message, wants_fp16)
-from ortpipe.runtime.errors import InputError
+from ortpipe.runtime.errors import BundleError, InputError
 from ortpipe.runtime.inference import OnnxModel, use_shared_threads
 from ortpipe.runtime.inputs import normalize_inputs
 from ortpipe.runtime.machine import describe_machine, isa_summary
@@ -31,12 +31,11 @@ from ortpipe.runtime.manifest import Manifest
 from ortpipe.runtime.memory import MemoryInfo
 from ortpipe.runtime.postprocess import apply_function, resolve_function
 from ortpipe.runtime.probes import ProbeReport
-from ortpipe.runtime.predict import best_label, check_top_k, top_labels
+from ortpipe.runtime.predict import top_labels
 from ortpipe.runtime.tokenize import Encoded, TextInput, TextTokenizer
-from ortpipe.runtime.windows import WindowOptions, attach_windows, split_texts, window_options
+from ortpipe.runtime.windows import WindowOptions, window_options
 
 DEFAULT_BATCH_SIZE = 32
-_UNSET: Any = object()
 
 
 class TextClassifier:
@@ -220,9 +219,9 @@ class TextClassifier:
 
     # -- the pipeline -------------------------------------------------------------
 
-    def __call__(self, inputs: str | dict | Sequence[str | dict], top_k: int | None = _UNSET,
+    def __call__(self, inputs: str | dict | Sequence[str | dict], top_k: int | None = UNSET,
                  function_to_apply: str | None = None, batch_size: int | None = None,
-                 truncation: bool = True, sort_by_length: bool = True, max_batch_tokens: int | None = _UNSET,
+                 truncation: bool = True, sort_by_length: bool = True, max_batch_tokens: int | None = UNSET,
                  window: int | str | None = None, stride: int | None = None, aggregate: str | None = None,
                  return_windows: bool = False) -> list:
         """Classify texts; arguments and output shapes follow ``transformers.pipeline``.
@@ -254,51 +253,32 @@ class TextClassifier:
             with ``top_k``), a window being ``{'start', 'end', 'label', 'score'}``.
         """
         given = normalize_inputs(inputs)
-        legacy = top_k is _UNSET
-        if not legacy:
-            check_top_k(top_k, len(self.labels))
-        batch_size = self.default_batch_size() if batch_size is None else check_batch_size(batch_size)
-        function = resolve_function(function_to_apply, self.manifest.problem_type, self.manifest.num_labels)
-        windows = self.window_options(window, stride, aggregate, return_windows, truncation)
-        if max_batch_tokens is _UNSET:
-            max_batch_tokens = self.memory.max_batch_tokens
-        elif max_batch_tokens is not None:
-            check_batch_size(max_batch_tokens, "max_batch_tokens")
+        options = CallOptions.parse(self, top_k=top_k, function_to_apply=function_to_apply, batch_size=batch_size,
+                                    truncation=truncation, sort_by_length=sort_by_length,
+                                    max_batch_tokens=max_batch_tokens, window=window, stride=stride,
+                                    aggregate=aggregate, return_windows=return_windows)
         if not given.items:
             return []
-
-        def label(scores: np.ndarray) -> list:
-            return best_label(scores, self.labels) if legacy else top_labels(scores, self.labels, top_k)
-
-        if windows is not None:
-            results = self._classify_windows(given.items, windows, function, label, batch_size, sort_by_length,
-                                             max_batch_tokens)
-        else:
-            encodings = self.tokenizer.encode(given.items, truncation)
-            truncated = self.tokenizer.truncated(encodings) if truncation is not False else 0
-            if truncated:
-                with self._truncated_lock:
-                    self._truncated += truncated
-            results = run_in_batches(encodings, [len(e.ids) for e in encodings], batch_size,
-                                     lambda batch: label(apply_function(self._logits(batch), function)),
-                                     sort_by_length, max_batch_tokens)
+        results = self.classify(given.items, options)
         if given.single:
-            return [results[0]] if given.single_str and legacy else results[0]
+            return [results[0]] if given.single_str and options.one_label else results[0]
         return results
+
+    def classify(self, items: list, options: CallOptions) -> list:
+        """Per-text results of normalized ``items`` with checked ``options``: the in-process executor.
+
+        The rows of :func:`~ortpipe.runtime.call.plan_rows` through the one batching loop, then
+        :meth:`~ortpipe.runtime.call.Plan.finish`; what ``__call__``, files and Ray Data run.
+        """
+        plan = plan_rows(self.tokenizer, items, options)
+        if plan.truncated:
+            with self._truncated_lock:
+                self._truncated += plan.truncated
+        batch_size = options.batch_size or self.default_batch_size()
+        rows = run_in_batches(plan.rows, plan.lengths, batch_size, lambda batch: list(self._logits(batch)),
+                              options.sort_by_length, options.max_batch_tokens)
+        return plan.finish(np.stack(rows), self.labels)
 
     def _logits(self, batch: list) -> np.ndarray:
         """Stages 1b and 2 for one batch of encodings (or windows): collate, run."""
         return self.model(self.tokenizer.collate(batch))
-
-    def _classify_windows(self, items: list, options: WindowOptions, function: str, label, batch_size: int,
-                          sort_by_length: bool, max_batch_tokens: int | None) -> list:
-        """Every window of every text through the one batching loop, then aggregated per text."""
-        split = split_texts(self.tokenizer, items, options)
-        rows = run_in_batches(split.windows, split.lengths, batch_size, lambda batch: list(self._logits(batch)),
-                              sort_by_length, max_batch_tokens)
-        logits = np.stack(rows)
-        results = label(apply_function(split.aggregate(logits, options.aggregate), function))
-        if not options.return_windows:
-            return results
-        details = split.details(apply_function(logits, function), self.labels)
-        return [attach_windows(result, own) for result, own in zip(results, details)]

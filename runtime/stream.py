@@ -23,12 +23,14 @@ Every output row has ``row`` (the input's line or data-row number), the
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from ortpipe.runtime.batching import check_batch_size
+from ortpipe.runtime.call import UNSET, CallOptions
 from ortpipe.runtime.errors import InputError
+from ortpipe.runtime.inputs import normalize_inputs
 from ortpipe.runtime.progress import PROGRESS_SUFFIX, Progress  # noqa: F401 (PROGRESS_SUFFIX: re-exported)
 from ortpipe.runtime.readers import (CHUNK_ROWS, IN_FORMATS, Row, check_on_error, check_record,  # noqa: F401
                                      count_rows, format_of, read_rows)
@@ -45,13 +47,11 @@ class StreamReport:
     resumed_after: int
 
 
-def output_kwargs(top_k: Any, window: Any = None, stride: Any = None, aggregate: Any = None,
-                  return_windows: bool = False) -> dict:
-    """The classifier's keyword arguments for a file's ``top_k`` (None, an int or ``"all"``) and window options."""
-    kwargs = {} if top_k is None else {"top_k": None if top_k == "all" else top_k}
-    if window is not None:
-        kwargs.update(window=window, stride=stride, aggregate=aggregate, return_windows=return_windows)
-    return kwargs
+def file_options(clf, top_k: Any, batch_size: int | None = None, window: Any = None, stride: Any = None,
+                 aggregate: Any = None, return_windows: bool = False) -> CallOptions:
+    """The call options of a file's rows: ``top_k`` None (one label), an int, or ``"all"`` (every label)."""
+    return CallOptions.parse(clf, top_k=UNSET if top_k is None else top_k, batch_size=batch_size, window=window,
+                             stride=stride, aggregate=aggregate, return_windows=return_windows)
 
 
 def _record(row: Row, result: Any) -> dict:
@@ -91,27 +91,28 @@ def classify_file(clf, source: str | Path, out: str | Path | None = None, *, in_
     if resume and (out is None or ofmt == "parquet"):
         raise InputError("resume needs --out in JSON Lines or CSV (a Parquet file cut short has no footer)")
     rows = read_rows(source, fmt, column, pair_column, field, keep)
-    clf.window_options(window, stride, aggregate, return_windows)  # refused before anything is written
+    call = file_options(clf, top_k, batch_size, window, stride, aggregate, return_windows)  # before any write
     columns = output_columns(keep, top_k, windows=return_windows)
-    kwargs = output_kwargs(top_k, window, stride, aggregate, return_windows)
     out = None if out is None else Path(out)
     tracker = resumed = None
     if out is not None:
         check_output(Path(source), out)
+        shaping = {k: v for k, v in asdict(call).items() if k not in ("batch_size", "sort_by_length",
+                                                                       "max_batch_tokens")}
         options = {"format": fmt, "out_format": ofmt, "column": column, "pair_column": pair_column, "field": field,
-                   "keep": keep, "kwargs": kwargs, "on_error": on_error}
+                   "keep": keep, "call": shaping, "on_error": on_error}
         tracker = Progress(out, Path(source), options)
         resumed = tracker.resume_point() if resume else (0, 0, Progress.fresh_digest())
     done = resumed[0] if resumed else 0
     sink = open_sink(out, ofmt, columns, tracker, resumed)
-    written, errors = _stream(clf, rows, done, sink, chunk_rows, on_error, batch_size, kwargs, source,
+    written, errors = _stream(clf, rows, done, sink, chunk_rows, on_error, call, source,
                               _progress_bar(Path(source), fmt, done) if progress else None)
     if tracker is not None:
         tracker.remove()
     return StreamReport(written, errors, done)
 
 
-def _stream(clf, rows, done: int, sink, chunk_rows: int, on_error: str, batch_size, kwargs: dict, source,
+def _stream(clf, rows, done: int, sink, chunk_rows: int, on_error: str, call: CallOptions, source,
             bar) -> tuple[int, int]:
     """Every row after ``done`` through ``sink`` a chunk at a time: (rows written, rows with an error)."""
     written = errors = 0
@@ -122,13 +123,13 @@ def _stream(clf, rows, done: int, sink, chunk_rows: int, on_error: str, batch_si
                 continue
             chunk.append(row)
             if len(chunk) == chunk_rows:
-                errors += _write_chunk(clf, chunk, sink, on_error, batch_size, kwargs, source)
+                errors += _write_chunk(clf, chunk, sink, on_error, call, source)
                 written += len(chunk)
                 if bar is not None:
                     bar.update(len(chunk))
                 chunk = []
         if chunk:
-            errors += _write_chunk(clf, chunk, sink, on_error, batch_size, kwargs, source)
+            errors += _write_chunk(clf, chunk, sink, on_error, call, source)
             written += len(chunk)
             if bar is not None:
                 bar.update(len(chunk))
@@ -139,11 +140,10 @@ def _stream(clf, rows, done: int, sink, chunk_rows: int, on_error: str, batch_si
     return written, errors
 
 
-def classify_rows(clf, rows: Sequence[Row], batch_size: int | None = None, kwargs: dict | None = None,
-                  numbered: bool = True) -> list[dict]:
+def classify_rows(clf, rows: Sequence[Row], call: CallOptions, numbered: bool = True) -> list[dict]:
     """Output records for ``rows`` in their order: the good ones classified in one call, the bad ones as errors."""
     good = [row for row in rows if row.error is None]
-    results = iter(clf([row.item for row in good], batch_size=batch_size, **(kwargs or {}))) if good else iter(())
+    results = iter(clf.classify(normalize_inputs([row.item for row in good]).items, call)) if good else iter(())
     records = [_record(row, next(results)) if row.error is None else {"row": row.number, **row.kept, "error": row.error}
                for row in rows]
     if not numbered:
@@ -152,15 +152,15 @@ def classify_rows(clf, rows: Sequence[Row], batch_size: int | None = None, kwarg
     return records
 
 
-def _write_chunk(clf, chunk: list[Row], sink, on_error: str, batch_size, kwargs: dict, source) -> int:
+def _write_chunk(clf, chunk: list[Row], sink, on_error: str, call: CallOptions, source) -> int:
     """Classify one chunk's good rows, write all its rows in order, record the progress; returns its bad rows."""
     bad = [row for row in chunk if row.error is not None]
     if bad and on_error == "raise":
         good_before = [row for row in chunk if row.number < bad[0].number]
         if good_before:  # what precedes the bad row is written, so nothing before it is lost
-            _write_chunk(clf, good_before, sink, on_error, batch_size, kwargs, source)
+            _write_chunk(clf, good_before, sink, on_error, call, source)
         raise InputError(f"{source}, {bad[0].error} (pass --on-error skip to write it as an error row)")
-    sink.write(classify_rows(clf, chunk, batch_size, kwargs))
+    sink.write(classify_rows(clf, chunk, call))
     sink.checkpoint(chunk[-1].number)
     return len(bad)
 

@@ -17,9 +17,8 @@ from typing import Awaitable, Callable
 from ortpipe.runtime.classifier import TextClassifier
 from ortpipe.runtime.errors import InputError
 from ortpipe.runtime.inference import OnnxModel
-from ortpipe.runtime.postprocess import apply_function
-from ortpipe.runtime.predict import top_labels
-from ortpipe.runtime.windows import WindowedTexts, WindowOptions, attach_windows, split_texts, text_chars
+from ortpipe.runtime.call import Plan, plan_rows
+from ortpipe.runtime.windows import WindowOptions, text_chars
 from ortpipe.serve.config import ServeConfig
 from ortpipe.serve.metrics import ServerMetrics
 from ortpipe.serve.protocol import PredictRequest, RequestError, invalid, parse_predict
@@ -151,57 +150,40 @@ class Predictor:
                                windowing=self.clf.window_options, default_window=config.default_window)
         deadline = deadline_of(timeout_header, config)
         started = time.perf_counter()
-        encodings, split = await self._tokenize(parsed)
+        plan = await self._plan(parsed)
         timings["x-tokenization-time"] = time.perf_counter() - started
         self.metrics.tokenize_seconds.observe(timings["x-tokenization-time"])
-        logits, queued, inferred = await guard(self.batcher.submit(encodings, deadline))
+        logits, queued, inferred = await guard(self.batcher.submit(plan.rows, deadline))
         timings["x-queue-time"], timings["x-inference-time"] = queued, inferred
         self.metrics.queue_seconds.observe(queued)
-        return parsed.shape(self._results(parsed, logits, split))
+        return parsed.shape(plan.finish(logits, self.clf.labels))
 
-    async def _tokenize(self, parsed: PredictRequest) -> tuple[list, WindowedTexts | None]:
-        """The request's encodings (or windows, with how many belong to each text), in a thread when large."""
-        tokenizer = self.clf.tokenizer
-        if parsed.windows is not None:
-            work, args = split_texts, (tokenizer, parsed.items, parsed.windows)
-        else:
-            work, args = tokenizer.encode, (parsed.items, parsed.truncate, parsed.truncation_direction)
+    async def _plan(self, parsed: PredictRequest) -> Plan:
+        """The request's rows (encodings, or windows of each text), tokenized in a thread when large."""
         chars = sum(map(text_chars, parsed.items))
         if parsed.windows is not None and chars > INLINE_CHARS:
             self._refuse_windows(fewest_windows(parsed.items, parsed.windows), parsed.windows, "at least ")
+        args = (self.clf.tokenizer, parsed.items, parsed.options)
         try:
             if len(parsed.items) <= INLINE_TOKENIZE and chars <= INLINE_CHARS:  # a thread hop would cost more
-                done = work(*args)
+                plan = plan_rows(*args)
             else:
-                done = await asyncio.to_thread(work, *args)
+                plan = await asyncio.to_thread(plan_rows, *args)
         except InputError as exc:
             raise invalid(str(exc).replace("input[", "inputs[", 1)
                           .replace("pass truncation=True", 'send "truncate": true')) from None
-        if parsed.windows is None:
-            if parsed.truncate:
-                self.metrics.truncated_texts.inc(tokenizer.truncated(done))
-            return done, None
-        self._refuse_windows(len(done.windows), parsed.windows)
-        self.metrics.windows.inc(len(done.windows))
-        return done.windows, done
+        if plan.split is None:
+            self.metrics.truncated_texts.inc(plan.truncated)
+            return plan
+        self._refuse_windows(len(plan.rows), parsed.windows)
+        self.metrics.windows.inc(len(plan.rows))
+        return plan
 
     def _refuse_windows(self, count: int, options: WindowOptions, bound: str = "") -> None:
         if count > self.config.max_client_windows:
             raise RequestError(413, "validation", f"the request's texts make {bound}{count} windows of "
                                                   f"{options.window} tokens; the limit is "
                                                   f"{self.config.max_client_windows} (--max-client-windows)")
-
-    def _results(self, parsed: PredictRequest, logits, split: WindowedTexts | None) -> list:
-        """Each text's labels (its windows' logits aggregated first), with its windows when asked for."""
-        labels = self.clf.labels
-        if split is None:
-            return top_labels(apply_function(logits, parsed.function), labels, parsed.top_k)
-        per_text = split.aggregate(logits, parsed.windows.aggregate)
-        results = top_labels(apply_function(per_text, parsed.function), labels, parsed.top_k)
-        if not parsed.windows.return_windows:
-            return results
-        details = split.details(apply_function(logits, parsed.function), labels)
-        return [attach_windows(result, own) for result, own in zip(results, details)]
 
     def info(self) -> dict:
         """What ``GET /info`` and ``GET /models/{name}`` show."""

@@ -27,8 +27,7 @@ from typing import Any, Callable
 
 from ortpipe.runtime.errors import InputError
 from ortpipe.runtime.inputs import normalize_inputs
-from ortpipe.runtime.postprocess import resolve_function
-from ortpipe.runtime.predict import check_top_k
+from ortpipe.runtime.call import CallOptions, ModelFacts
 from ortpipe.runtime.tokenize import TextInput
 from ortpipe.runtime.windows import WindowOptions
 from ortpipe.serve.errors import STATUS_MEANINGS, ServeError
@@ -58,16 +57,32 @@ def invalid(message: str) -> RequestError:
 
 @dataclass(frozen=True)
 class PredictRequest:
-    """A checked ``/predict`` body."""
+    """A checked ``/predict`` body: its texts, the call's :class:`~ortpipe.runtime.call.CallOptions`, its shape."""
 
     items: list[TextInput]
     single: bool
-    truncate: bool
-    truncation_direction: str
-    function: str
-    top_k: int | None
+    options: CallOptions
     nested: bool = False  # inference API form: a single text's answer is wrapped in a list too
-    windows: WindowOptions | None = None  # long texts classified whole through windows (None: off)
+
+    @property
+    def truncate(self) -> bool:
+        return self.options.truncation
+
+    @property
+    def truncation_direction(self) -> str:
+        return self.options.truncation_direction
+
+    @property
+    def function(self) -> str:
+        return self.options.function
+
+    @property
+    def top_k(self) -> int | None:
+        return self.options.top_k
+
+    @property
+    def windows(self) -> WindowOptions | None:
+        return self.options.windows
 
     def shape(self, results: list) -> list:
         """Per-text results in the shape this request's client expects."""
@@ -126,23 +141,20 @@ def parse_predict(body: Any, problem_type: str, num_labels: int, max_client_batc
     if len(raw) > max_client_batch:
         raise RequestError(413, "validation", f"{len(raw)} inputs in one request; the limit is "
                                               f"{max_client_batch} (--max-client-batch)")
-    try:
-        items = normalize_inputs(raw).items
-        function = resolve_function(options.get("function_to_apply"), problem_type, num_labels)
-        top_k = options.get("top_k")
-        if top_k is not None:
-            check_top_k(top_k, num_labels)
-    except InputError as exc:
-        raise invalid(str(exc).replace("input[", "inputs[")) from None
-    if _flag(options.get("raw_scores"), "raw_scores", False):
-        function = "none"
+    raw_scores = _flag(options.get("raw_scores"), "raw_scores", False)
     truncate = _flag(options.get("truncate", options.get("truncation")), "truncate", False)
     direction = options.get("truncation_direction") or "right"
     if not isinstance(direction, str) or direction.lower() not in ("right", "left"):
         raise invalid(f"'truncation_direction' must be 'right' or 'left', got {direction!r}")
-    windows = _windows(options, windowing, default_window) if windowing is not None else None
-    return PredictRequest(items, single, truncate, direction.lower(), function, top_k, nested="parameters" in body,
-                          windows=windows)
+    try:
+        items = normalize_inputs(raw).items
+        windows = _windows(options, windowing, default_window) if windowing is not None else None
+        call = CallOptions.parse(ModelFacts(problem_type, num_labels, windowing), windows=windows,
+                                 top_k=options.get("top_k"), truncation=truncate, truncation_direction=direction,
+                                 function_to_apply="none" if raw_scores else options.get("function_to_apply"))
+    except InputError as exc:
+        raise invalid(str(exc).replace("input[", "inputs[")) from None
+    return PredictRequest(items, single, call, nested="parameters" in body)
 
 
 def _windows(options: dict, windowing: Callable[..., WindowOptions | None],

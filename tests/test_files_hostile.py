@@ -78,20 +78,26 @@ def killed_run(clf, tmp_path):
     source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
     source.write_text("".join(f"{t} {i}\n" for i, t in enumerate(TEXTS * 3) if i < 12))
     classify_file(clf, source, tmp_path / "whole.jsonl", chunk_rows=4)
-    calls = {"n": 0}
-
     class Stop(Exception):
         pass
 
-    def stop_after_first(texts, **kwargs):
-        calls["n"] += 1
-        if calls["n"] > 1:
-            raise Stop()
-        return clf(texts, **kwargs)
+    class StopsAfterFirstChunk:
+        """The real classifier, interrupted as its second chunk begins (as a kill would)."""
 
-    stop_after_first.window_options = clf.window_options
+        def __init__(self):
+            self.calls = 0
+
+        def __getattr__(self, name):
+            return getattr(clf, name)
+
+        def classify(self, items, options):
+            self.calls += 1
+            if self.calls > 1:
+                raise Stop()
+            return clf.classify(items, options)
+
     with pytest.raises(Stop):
-        classify_file(stop_after_first, source, out, chunk_rows=4)
+        classify_file(StopsAfterFirstChunk(), source, out, chunk_rows=4)
     assert _progress_of(out).exists()
     return source, out, (tmp_path / "whole.jsonl").read_bytes()
 
