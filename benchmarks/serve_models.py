@@ -82,23 +82,25 @@ def _sentences(url: str, model: str, count: int) -> list[float]:
     return run_client(run())
 
 
+async def _post_long(url: str) -> None:
+    client = await RawHttpClient.connect(url)
+    try:
+        await client.post_json("/models/a/predict", {"inputs": [[LONG]] * 256, "truncate": True})
+    finally:
+        client.close()
+
+
+def _long_request(url: str, finished: threading.Event) -> None:
+    run_client(_post_long(url))
+    finished.set()
+
+
 def fairness(url: str, sentences: int) -> dict:
     idle = _percentiles(_sentences(url, "a", sentences))
     found = {"idle": idle}
     for target in ("a", "b"):
         finished = threading.Event()
-
-        def long_request():
-            async def run():
-                client = await RawHttpClient.connect(url)
-                try:
-                    await client.post_json("/models/a/predict", {"inputs": [[LONG]] * 256, "truncate": True})
-                finally:
-                    client.close()
-            run_client(run())
-            finished.set()
-
-        worker = threading.Thread(target=long_request)
+        worker = threading.Thread(target=_long_request, args=(url, finished))
         worker.start()
         time.sleep(0.5)  # the long request parsed, tokenized and running
         during = []
@@ -109,43 +111,47 @@ def fairness(url: str, sentences: int) -> dict:
     return found
 
 
+async def _throughput(url: str, models: list[str], texts: list[str], clients: int, seconds: float) -> float:
+    connections = [await RawHttpClient.connect(url) for _ in range(clients)]
+    stop_at, sent = time.perf_counter() + seconds, [0]
+
+    async def loop(connection, model):
+        i = 0
+        while time.perf_counter() < stop_at:
+            status, _ = await connection.post_json(f"/models/{model}/predict", {"inputs": texts[i % len(texts)]})
+            assert status == 200
+            i += 1
+            sent[0] += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(loop(c, models[k % len(models)]) for k, c in enumerate(connections)))
+    elapsed = time.perf_counter() - started
+    for connection in connections:
+        connection.close()
+    return sent[0] / elapsed
+
+
 def throughput(url: str, models: list[str], texts: list[str], clients: int, seconds: float) -> dict:
-    async def run():
-        connections = [await RawHttpClient.connect(url) for _ in range(clients)]
-        stop_at, sent = time.perf_counter() + seconds, [0]
+    return {"sentences_per_s": run_client(_throughput(url, models, texts, clients, seconds)), "models": len(models),
+            "clients": clients}
 
-        async def loop(connection, model):
-            i = 0
-            while time.perf_counter() < stop_at:
-                status, _ = await connection.post_json(f"/models/{model}/predict", {"inputs": texts[i % len(texts)]})
-                assert status == 200
-                i += 1
-                sent[0] += 1
 
-        started = time.perf_counter()
-        await asyncio.gather(*(loop(c, models[k % len(models)]) for k, c in enumerate(connections)))
-        elapsed = time.perf_counter() - started
-        for connection in connections:
-            connection.close()
-        return sent[0] / elapsed
-    return {"sentences_per_s": run_client(run()), "models": len(models), "clients": clients}
+async def _send_all(url: str, texts: list[str], concurrency: int, count: int) -> None:
+    connections = [await RawHttpClient.connect(url) for _ in range(concurrency)]
+    queue = list(range(count))
+
+    async def loop(connection):
+        while queue:
+            i = queue.pop()
+            await connection.post_json("/models/a/predict", {"inputs": texts[i % len(texts)]})
+    await asyncio.gather(*(loop(c) for c in connections))
+    for connection in connections:
+        connection.close()
 
 
 def cpu_per_1000(url: str, pid: int, texts: list[str], concurrency: int, count: int) -> float:
     before = _cpu_seconds(pid)
-
-    async def run():
-        connections = [await RawHttpClient.connect(url) for _ in range(concurrency)]
-        queue = list(range(count))
-
-        async def loop(connection):
-            while queue:
-                i = queue.pop()
-                await connection.post_json("/models/a/predict", {"inputs": texts[i % len(texts)]})
-        await asyncio.gather(*(loop(c) for c in connections))
-        for connection in connections:
-            connection.close()
-    run_client(run())
+    run_client(_send_all(url, texts, concurrency, count))
     return 1000 * (_cpu_seconds(pid) - before) / count
 
 

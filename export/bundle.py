@@ -16,36 +16,29 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 from ortpipe.export.data import LabelledTexts, read_labelled_tsv
-from ortpipe.export.onnx_export import ExportedGraph, ExportError, export_onnx, resolve_model
-from ortpipe.export.optimize import attention_shape, optimize_graph
-from ortpipe.export.quantize import PORTABLE, quantize_int8
-from ortpipe.export.validate import PROBE_TEXTS, accuracy, compare_with_onnx, compare_with_torch
+from ortpipe.export.variants import (FP16_PROBE_MAX_ABS_DIFF, VARIANT_FILES, Candidate, Source, export_source,
+                                     fp16_variant, fp32_variant, int8_variant, optimized_variant)
+from ortpipe.export.onnx_export import ExportError
+from ortpipe.export.optimize import attention_shape
+from ortpipe.export.validate import PROBE_TEXTS, accuracy
 from ortpipe.runtime.inference import OnnxModel
 from ortpipe.runtime.machine import describe_machine
 from ortpipe.runtime.manifest import Manifest, Variant, sha256_of
 from ortpipe.runtime.probes import PROBES_FILE, ProbeGate, ProbeSet, judge, probe_logits
-from ortpipe.runtime.providers import cuda_available
 from ortpipe.runtime.timing import median_ms
 from ortpipe.runtime.tokenize import TextTokenizer
 from ortpipe.runtime.versions import library_versions
 
-VARIANT_FILES = {"fp32": "model.onnx", "optimized": "model.optimized.onnx", "int8": "model.int8.onnx",
-                 "fp16": "model.fp16.onnx"}
-# fp16 logits differ from fp32 by a few 1e-3 (measured on MiniLM: see docs/gpu.md); the probe gate allows
-# 0.05, and the export gate, where CUDA is at hand, asks the labels to agree on 99.5 % of the texts
-FP16_PROBE_MAX_ABS_DIFF = 0.05
-FP16_MIN_AGREEMENT = 0.995
 # The probes every machine runs at load: 16 texts of at most 32 tokens (up to 8 spread over the eval
 # set, then the built-in ones), one at a time and as one batch; about 60 ms for int8 on a 2-core Zen 4.
 PROBE_COUNT = 16
 PROBE_EVAL_TEXTS = 8
 PROBE_MAX_TOKENS = 32
-ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text")
 
 
 @dataclass(frozen=True)
@@ -84,15 +77,6 @@ class Progress:
         if self.started is not None:
             self.echo(f"      done in {time.perf_counter() - self.started:.1f}s")
             self.started = None
-
-
-def model_max_length(tokenizer, config) -> int:
-    """The longest input the model takes: tokenizer limit capped by the position table."""
-    limit = config.max_position_embeddings
-    if config.model_type in ROBERTA_LIKE:
-        limit -= (config.pad_token_id or 0) + 1
-    tokenizer_limit = getattr(tokenizer, "model_max_length", limit) or limit
-    return int(min(limit, tokenizer_limit))
 
 
 def architecture_of(config) -> dict[str, int]:
@@ -139,40 +123,12 @@ def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildO
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-staging-", dir=out_dir.parent))
     try:
         progress.step(f"exporting {model} to ONNX with optimum")
-        source = _export_source(model, staging, options)
+        source = export_source(model, staging, options)
 
         _check_window(options.window, source.tokenizer.max_length)
-        progress.step("validating fp32 ONNX against PyTorch (batch sizes 1, 3, 8)")
-        variants = {"fp32": _fp32_variant(source, staging, options)}
-        if options.optimize:
-            progress.step("optimizing with ONNX Runtime's transformer fusions")
-            variants["optimized"] = _optimized_variant(source, staging, options, progress)
-        if options.quantize:
-            progress.step("quantizing to dynamic int8")
-            variants["int8"] = _int8_variant(source, staging, options, variants["fp32"].model, eval_set)
-        if options.fp16:
-            progress.step("converting the fused graph to float16 for CUDA")
-            variants["fp16"] = _fp16_variant(source, staging, options, variants["fp32"].model, eval_set)
-        if eval_set is not None:
-            progress.step(f"measuring accuracy on {len(eval_set)} labelled texts from {eval_set.path.name}")
-            _score_accuracy(variants, source.tokenizer, eval_set, options.max_accuracy_drop)
-        if "int8" in variants and not variants["int8"].validation["passed"]:
-            progress.echo("      warning: int8 variant failed its agreement/accuracy gate; "
-                          "it is kept but will not be the default")
-
+        variants = _build_variants(source, staging, options, progress, eval_set)
         progress.step("probing and timing the variants, choosing the default")
-        probes = _probe_set(source, variants["fp32"].model, eval_set)
-        machine = describe_machine()
-        for name, candidate in variants.items():
-            _record_probes(name, candidate, source.tokenizer, probes, options)
-            if candidate.model is not None and candidate.model.provider == "cpu":
-                candidate.timing = _timings(candidate.model, source.tokenizer)
-            candidate.machine = machine
-        probes.write(staging / PROBES_FILE)
-        # the manifest's default is the CPU one; on CUDA, load() prefers fp16 once it passes its probes there
-        eligible = [name for name, candidate in variants.items()
-                    if candidate.validation["passed"] and candidate.timing]
-        default = min(eligible, key=lambda name: variants[name].timing["single_sentence_ms"])
+        default = _probe_and_choose(variants, source, staging, options, eval_set)
 
         progress.step(f"writing the bundle to {out_dir}")
         manifest = _manifest(model, source, variants, default, staging, options)
@@ -188,116 +144,46 @@ def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildO
             shutil.rmtree(staging, ignore_errors=True)
 
 
-@dataclass
-class _Source:
-    """The exported graph and what it came from: the PyTorch model and the bundle's tokenizer."""
-
-    graph: ExportedGraph
-    torch_model: object
-    tokenizer: TextTokenizer
-
-
-@dataclass
-class _Candidate:
-    """One variant while the bundle is being built: its session, checks and timings."""
-
-    model: OnnxModel | None  # None: a variant this machine cannot run (fp16 without CUDA)
-    validation: dict
-    details: dict = field(default_factory=dict)
-    timing: dict = field(default_factory=dict)
-    machine: dict = field(default_factory=dict)
-
-
-def _export_source(model: str, staging: Path, options: BuildOptions) -> _Source:
-    """Export with optimum, load the PyTorch model beside it, write the bundle's tokenizer.json."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    graph = export_onnx(model, staging / "optimum", opset=options.opset, atol=options.atol)
-    location, is_local = resolve_model(model)
-    torch_model = AutoModelForSequenceClassification.from_pretrained(location, local_files_only=is_local).eval()
-    hf_tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=is_local)
-    max_length = model_max_length(hf_tokenizer, torch_model.config)
-    pad_token_id = hf_tokenizer.pad_token_id or 0
-    backend = hf_tokenizer.backend_tokenizer
-    backend.no_padding()
-    backend.enable_truncation(max_length=max_length)
-    backend.save(str(staging / "tokenizer.json"))
-    shutil.copyfile(graph.path, staging / VARIANT_FILES["fp32"])
-    return _Source(graph=graph, torch_model=torch_model,
-                   tokenizer=TextTokenizer(staging / "tokenizer.json", max_length, pad_token_id))
+def _build_variants(source: Source, staging: Path, options: BuildOptions, progress: Progress,
+                    eval_set: LabelledTexts | None) -> dict[str, Candidate]:
+    """Every variant ``options`` ask for, validated, and scored on ``eval_set`` when there is one."""
+    progress.step("validating fp32 ONNX against PyTorch (batch sizes 1, 3, 8)")
+    variants = {"fp32": fp32_variant(source, staging, options)}
+    if options.optimize:
+        progress.step("optimizing with ONNX Runtime's transformer fusions")
+        variants["optimized"] = optimized_variant(source, staging, options, progress)
+    if options.quantize:
+        progress.step("quantizing to dynamic int8")
+        variants["int8"] = int8_variant(source, staging, options, variants["fp32"].model, eval_set)
+    if options.fp16:
+        progress.step("converting the fused graph to float16 for CUDA")
+        variants["fp16"] = fp16_variant(source, staging, options, variants["fp32"].model, eval_set)
+    if eval_set is not None:
+        progress.step(f"measuring accuracy on {len(eval_set)} labelled texts from {eval_set.path.name}")
+        _score_accuracy(variants, source.tokenizer, eval_set, options.max_accuracy_drop)
+    if "int8" in variants and not variants["int8"].validation["passed"]:
+        progress.echo("      warning: int8 variant failed its agreement/accuracy gate; "
+                      "it is kept but will not be the default")
+    return variants
 
 
-def _fp32_variant(source: _Source, staging: Path, options: BuildOptions) -> _Candidate:
-    """The exported graph, which must match PyTorch within ``atol`` or the build stops."""
-    fp32 = OnnxModel(staging / VARIANT_FILES["fp32"], provider="cpu", threads=options.threads)
-    check = compare_with_torch(fp32, source.torch_model, source.tokenizer)
-    if check.max_abs_diff > options.atol or check.label_agreement < 1.0:
-        raise ExportError(f"the exported ONNX graph does not match PyTorch: max |Δlogit| "
-                          f"{check.max_abs_diff:.3g} (tolerance {options.atol:g}), label agreement "
-                          f"{check.label_agreement:.2%} on {check.texts} probe texts")
-    return _Candidate(fp32, {"against": "pytorch", **check.as_dict(), "tolerance": options.atol, "passed": True})
+def _probe_and_choose(variants: dict[str, Candidate], source: Source, staging: Path, options: BuildOptions,
+                      eval_set: LabelledTexts | None) -> str:
+    """Probe and time every variant, write the probe file; the default: the fastest that passed."""
+    probes = _probe_set(source, variants["fp32"].model, eval_set)
+    machine = describe_machine()
+    for name, candidate in variants.items():
+        _record_probes(name, candidate, source.tokenizer, probes, options)
+        if candidate.model is not None and candidate.model.provider == "cpu":
+            candidate.timing = _timings(candidate.model, source.tokenizer)
+        candidate.machine = machine
+    probes.write(staging / PROBES_FILE)
+    # the manifest's default is the CPU one; on CUDA, load() prefers fp16 once it passes its probes there
+    eligible = [name for name, candidate in variants.items() if candidate.validation["passed"] and candidate.timing]
+    return min(eligible, key=lambda name: variants[name].timing["single_sentence_ms"])
 
 
-def _optimized_variant(source: _Source, staging: Path, options: BuildOptions, progress: Progress) -> _Candidate:
-    """ONNX Runtime's transformer fusions, kept either way but eligible only if it matches PyTorch."""
-    heads, hidden = attention_shape(source.torch_model.config)
-    fused = optimize_graph(source.graph.path, staging / VARIANT_FILES["optimized"], heads, hidden)
-    optimized = OnnxModel(fused.path, provider="cpu", threads=options.threads)
-    check = compare_with_torch(optimized, source.torch_model, source.tokenizer)
-    passed = check.max_abs_diff <= options.atol and check.label_agreement == 1.0
-    if not passed:
-        progress.echo(f"      warning: optimized variant differs from PyTorch by "
-                      f"{check.max_abs_diff:.3g} > {options.atol:g}; it will not be the default")
-    return _Candidate(optimized, {"against": "pytorch", **check.as_dict(), "tolerance": options.atol,
-                                  "passed": passed}, {"fused_ops": fused.fused_ops})
-
-
-def _int8_variant(source: _Source, staging: Path, options: BuildOptions, fp32: OnnxModel,
-                  eval_set: LabelledTexts | None) -> _Candidate:
-    """Dynamic int8 (:data:`~ortpipe.export.quantize.PORTABLE`) of the optimized graph (or fp32),
-    gated on label agreement with fp32 at batch 1 and at batch 32: the worse of the two counts."""
-    base = staging / (VARIANT_FILES["optimized"] if options.optimize else VARIANT_FILES["fp32"])
-    settings = quantize_int8(base, staging / VARIANT_FILES["int8"], PORTABLE)
-    int8 = OnnxModel(staging / VARIANT_FILES["int8"], provider="cpu", threads=options.threads)
-    probe = list(PROBE_TEXTS) + (eval_set.texts if eval_set else [])
-    checks = {size: compare_with_onnx(int8, fp32, source.tokenizer, probe, size) for size in (1, 32)}
-    agreement = min(c.label_agreement for c in checks.values())
-    return _Candidate(int8, {"against": "fp32 onnx", "label_agreement": agreement,
-                             "max_abs_diff": max(c.max_abs_diff for c in checks.values()),
-                             "texts": len(probe), "batch_sizes": list(checks),
-                             "by_batch_size": {str(size): {"label_agreement": c.label_agreement,
-                                                           "max_abs_diff": c.max_abs_diff}
-                                               for size, c in checks.items()},
-                             "min_label_agreement": options.min_int8_agreement,
-                             "passed": agreement >= options.min_int8_agreement},
-                      {**settings, "quantized_from": base.name})
-
-
-def _fp16_variant(source: _Source, staging: Path, options: BuildOptions, fp32: OnnxModel,
-                  eval_set: LabelledTexts | None) -> _Candidate:
-    """The GPU fusions in float16 (fp32 inputs and outputs), for the CUDA provider.
-
-    Validated here against fp32 when this machine has CUDA; else recorded as not
-    yet validated, and the probe check on the first CUDA machine that loads it
-    is its validation.
-    """
-    heads, hidden = attention_shape(source.torch_model.config)
-    fused = optimize_graph(source.graph.path, staging / VARIANT_FILES["fp16"], heads, hidden, float16=True)
-    details = {"precision": "float16", "io_types": "float32", "requires": "cuda", "fused_ops": fused.fused_ops}
-    if not cuda_available():
-        return _Candidate(None, {"against": "fp32 onnx", "passed": False, "validated": False,
-                                 "reason": "not yet validated: the export machine has no CUDA; the probe check "
-                                           "on a CUDA machine validates it there",
-                                 "min_label_agreement": FP16_MIN_AGREEMENT}, details)
-    fp16 = OnnxModel(fused.path, provider="cuda")
-    texts = list(PROBE_TEXTS) + (eval_set.texts if eval_set else [])
-    check = compare_with_onnx(fp16, fp32, source.tokenizer, texts, 32)
-    return _Candidate(fp16, {"against": "fp32 onnx", "validated": True, "validated_with": "cuda",
-                             **check.as_dict(), "min_label_agreement": FP16_MIN_AGREEMENT,
-                             "passed": check.label_agreement >= FP16_MIN_AGREEMENT}, details)
-
-
-def _probe_set(source: _Source, fp32: OnnxModel, eval_set: LabelledTexts | None) -> ProbeSet:
+def _probe_set(source: Source, fp32: OnnxModel, eval_set: LabelledTexts | None) -> ProbeSet:
     """The probe texts (a spread of the eval set, then the built-in ones; short ones only, so the
     check stays cheap) with their fp32 logits."""
     texts = []
@@ -310,7 +196,7 @@ def _probe_set(source: _Source, fp32: OnnxModel, eval_set: LabelledTexts | None)
     return ProbeSet(tuple(texts), fp32(source.tokenizer(texts)), batch_size=len(texts))
 
 
-def _record_probes(name: str, candidate: _Candidate, tokenizer: TextTokenizer, probes: ProbeSet,
+def _record_probes(name: str, candidate: Candidate, tokenizer: TextTokenizer, probes: ProbeSet,
                    options: BuildOptions) -> None:
     """Run the probes here, keep the variant's logits in ``probes`` and its gate in the manifest.
 
@@ -340,7 +226,7 @@ def _record_probes(name: str, candidate: _Candidate, tokenizer: TextTokenizer, p
     candidate.validation["probe_gate"] = asdict(gate)
 
 
-def _score_accuracy(variants: dict[str, _Candidate], tokenizer: TextTokenizer, eval_set: LabelledTexts,
+def _score_accuracy(variants: dict[str, Candidate], tokenizer: TextTokenizer, eval_set: LabelledTexts,
                     max_drop: float) -> None:
     """Record every variant's accuracy; int8 fails its gate if it loses more than ``max_drop``."""
     for candidate in variants.values():
@@ -365,7 +251,7 @@ def _check_window(window: int | None, max_length: int) -> None:
         raise ExportError(f"--window {window} must be from {MIN_WINDOW} to the model's limit of {max_length} tokens")
 
 
-def _manifest(model: str, source: _Source, variants: dict[str, _Candidate], default: str, staging: Path,
+def _manifest(model: str, source: Source, variants: dict[str, Candidate], default: str, staging: Path,
               options: BuildOptions) -> Manifest:
     """The bundle's self-description, with the sha256 of every file in ``staging``."""
     config = source.torch_model.config

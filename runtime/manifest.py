@@ -124,6 +124,43 @@ def _is_sha256(value: Any) -> bool:
     return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value.lower())
 
 
+def _labels(data: dict, path: Path) -> dict[int, str]:
+    raw_labels = _require(data, "id2label", dict, path)
+    try:
+        id2label = {int(k): str(v) for k, v in raw_labels.items()}
+    except ValueError as exc:
+        raise BundleError(f"{path}: id2label keys must be integers") from exc
+    if sorted(id2label) != list(range(len(id2label))) or not id2label:
+        raise BundleError(f"{path}: id2label must map 0..N-1 to names, got keys {sorted(id2label)}")
+    return id2label
+
+
+def _variants(data: dict, bundle_dir, path: Path) -> dict[str, Variant]:
+    variants = {}
+    for name, raw in _require(data, "variants", dict, path).items():
+        if not isinstance(raw, dict) or not {"file", "sha256"} <= raw.keys():
+            raise BundleError(f"{path}: variant {name!r} needs 'file' and 'sha256'")
+        plain_file_name(bundle_dir, raw["file"], f"variant {name!r} file")
+        if not _is_sha256(raw["sha256"]):
+            raise BundleError(f"{path}: variant {name!r} has sha256 {str(raw['sha256'])[:80]!r}, not 64 hex digits: "
+                              "a bundle's files are always hash-checked, so an empty or malformed hash is refused")
+        variants[name] = Variant(name=name, file=raw["file"], sha256=raw["sha256"],
+                                 validation=raw.get("validation", {}), details=raw.get("details", {}),
+                                 machine=raw.get("machine", {}))
+    if not variants:
+        raise BundleError(f"{path}: the manifest lists no model variants")
+    return variants
+
+
+def _window(data: dict, max_length: int, path: Path) -> int | None:
+    window = data.get("window")
+    if window is not None and (not isinstance(window, int) or isinstance(window, bool)
+                               or not MIN_WINDOW <= window <= max_length):
+        raise BundleError(f"{path}: window {window!r} must be an int from {MIN_WINDOW} to max_length "
+                          f"({max_length}) tokens")
+    return window
+
+
 def read_manifest(bundle_dir: str | Path) -> Manifest:
     """Parse and check ``bundle_dir/ortpipe.json``.
 
@@ -148,26 +185,8 @@ def read_manifest(bundle_dir: str | Path) -> Manifest:
     problem_type = _require(data, "problem_type", str, path)
     if problem_type not in PROBLEM_TYPES:
         raise BundleError(f"{path}: problem_type {problem_type!r} is not one of {PROBLEM_TYPES}")
-    raw_labels = _require(data, "id2label", dict, path)
-    try:
-        id2label = {int(k): str(v) for k, v in raw_labels.items()}
-    except ValueError as exc:
-        raise BundleError(f"{path}: id2label keys must be integers") from exc
-    if sorted(id2label) != list(range(len(id2label))) or not id2label:
-        raise BundleError(f"{path}: id2label must map 0..N-1 to names, got keys {sorted(id2label)}")
-    variants = {}
-    for name, raw in _require(data, "variants", dict, path).items():
-        if not isinstance(raw, dict) or not {"file", "sha256"} <= raw.keys():
-            raise BundleError(f"{path}: variant {name!r} needs 'file' and 'sha256'")
-        plain_file_name(bundle_dir, raw["file"], f"variant {name!r} file")
-        if not _is_sha256(raw["sha256"]):
-            raise BundleError(f"{path}: variant {name!r} has sha256 {str(raw['sha256'])[:80]!r}, not 64 hex digits: "
-                              "a bundle's files are always hash-checked, so an empty or malformed hash is refused")
-        variants[name] = Variant(name=name, file=raw["file"], sha256=raw["sha256"],
-                                 validation=raw.get("validation", {}), details=raw.get("details", {}),
-                                 machine=raw.get("machine", {}))
-    if not variants:
-        raise BundleError(f"{path}: the manifest lists no model variants")
+    id2label = _labels(data, path)
+    variants = _variants(data, bundle_dir, path)
     default_variant = _require(data, "default_variant", str, path)
     if default_variant not in variants:
         raise BundleError(f"{path}: default_variant {default_variant!r} is not among the variants "
@@ -179,11 +198,7 @@ def read_manifest(bundle_dir: str | Path) -> Manifest:
     probes_file = data.get("probes_file", "")
     if probes_file:
         plain_file_name(bundle_dir, probes_file, "probes_file")
-    window = data.get("window")
-    if window is not None and (not isinstance(window, int) or isinstance(window, bool)
-                               or not MIN_WINDOW <= window <= max_length):
-        raise BundleError(f"{path}: window {window!r} must be an int from {MIN_WINDOW} to max_length "
-                          f"({max_length}) tokens")
+    window = _window(data, max_length, path)
     return Manifest(
         source_model=_require(data, "source_model", str, path),
         model_type=_require(data, "model_type", str, path),

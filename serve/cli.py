@@ -181,13 +181,26 @@ def _run_serve(args) -> int:
         return _run_on_ray(args, specs)
     try:
         import uvicorn
+    except ImportError as exc:
+        raise OrtpipeError(f"ortpipe serve needs the serve extra ({exc.name} is missing): "
+                           "pip install 'ortpipe[serve]'") from exc
+    app, config = _build_app(args, specs)
+    server = _draining_server(uvicorn, app, args, config)
+    served = ", ".join(f"{name}: {p.bundle_path}, {p.clf.variant}, {p.clf.provider}"
+                       for name, p in app.state.served.predictors.items())
+    print(f"ortpipe serve: http://{config.host}:{config.port} ({served})", file=sys.stderr, flush=True)
+    server.run()
+    return 0
 
-        from ortpipe.serve.app import create_app, start_draining
+
+def _build_app(args, specs: list | None):
+    """The app of ``args`` with its models loaded: (app, the server's config)."""
+    try:
+        from ortpipe.serve.app import create_app
     except ImportError as exc:
         raise OrtpipeError(f"ortpipe serve needs the serve extra ({exc.name} is missing): "
                            "pip install 'ortpipe[serve]'") from exc
     from ortpipe.runtime.classifier import TextClassifier
-
     from ortpipe.serve.security import api_keys_from
 
     config, api_keys = _config(args), api_keys_from(args.api_key)  # a blank key refuses before anything loads
@@ -202,6 +215,18 @@ def _run_serve(args) -> int:
                          loader=_loader(args, specs))
     except ValueError as exc:  # a setting this model cannot take (e.g. --window past its limit)
         raise OrtpipeError(str(exc)) from exc
+    return app, config
+
+
+def _draining_server(uvicorn, app, args, config: ServeConfig):
+    """uvicorn's server for ``app``, with guarded connections, draining on SIGTERM and SIGHUP re-reading."""
+    from ortpipe.serve.app import start_draining
+    from ortpipe.serve.connections import guarded_protocol
+
+    def reread() -> None:
+        loop = getattr(app.state, "loop", None)  # set once the app has started
+        if loop is not None:
+            loop.call_soon_threadsafe(lambda: loop.create_task(_reread_config(app, args, config)))
 
     class DrainingServer(uvicorn.Server):
         """On SIGTERM/SIGINT: refuse new work with 503 at once, let uvicorn finish what is in flight, exit 0.
@@ -227,18 +252,6 @@ def _run_serve(args) -> int:
                 for sig, handler in originals.items():
                     signal.signal(sig, handler)
 
-    def reread() -> None:
-        loop = getattr(app.state, "loop", None)  # set once the app has started
-        if loop is not None:
-            loop.call_soon_threadsafe(lambda: loop.create_task(_reread_config(app, args, config)))
-
-    from ortpipe.serve.connections import guarded_protocol
-
-    server = DrainingServer(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning",
-                                           timeout_graceful_shutdown=int(config.drain_s), access_log=False,
-                                           http=guarded_protocol(config.head_timeout_s, config.max_connections)))
-    served = ", ".join(f"{name}: {p.bundle_path}, {p.clf.variant}, {p.clf.provider}"
-                       for name, p in app.state.served.predictors.items())
-    print(f"ortpipe serve: http://{config.host}:{config.port} ({served})", file=sys.stderr, flush=True)
-    server.run()
-    return 0
+    return DrainingServer(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning",
+                                         timeout_graceful_shutdown=int(config.drain_s), access_log=False,
+                                         http=guarded_protocol(config.head_timeout_s, config.max_connections)))
