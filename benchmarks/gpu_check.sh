@@ -21,6 +21,6 @@ export PYTHONPATH=/tmp/site ORTPIPE_TEST_BUNDLE=/tmp/gpu/x/bundle ORTPIPE_HOME=/
 } 2>&1 | tee "$out/device.txt"
 set +e  # from here each step runs whatever the one before it gave
 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$out/tests.txt"
-python3 -m ortpipe.runtime.cli doctor --bundle /tmp/gpu/x/bundle --provider cuda 2>&1 | tee "$out/doctor.txt"
+python3 -m ortpipe.cli doctor --bundle /tmp/gpu/x/bundle --provider cuda 2>&1 | tee "$out/doctor.txt"
 python3 -m ortpipe.benchmarks.gpu_bench --bundle /tmp/gpu/x/bundle --checkpoint /tmp/gpu/x/checkpoint \
     --texts /tmp/gpu/x/test.tsv --out "$out" 2>&1 | tee "$out/bench.txt"

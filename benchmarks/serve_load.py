@@ -196,7 +196,7 @@ def main(argv=None) -> int:
     texts = read_labelled_tsv(args.data).texts
     clf = TextClassifier.load(args.bundle, variant=args.variant)  # the yardstick: in-process as it loads by default
     reference = in_process(clf, texts)
-    serve = [sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--bundle", str(args.bundle),
+    serve = [sys.executable, "-m", "ortpipe.cli", "serve", "--bundle", str(args.bundle),
              "--threads", str(args.threads)] + (["--variant", args.variant] if args.variant else []) + (
                 ["--no-spinning"] if args.no_spinning else [])
     report = {"machine": describe_machine(), "threads": args.threads, "spinning": not args.no_spinning,

@@ -61,7 +61,7 @@ def _serve(names: list[str], bundle: str | None):
 
     path = bundle or str(default_bundle_dir())
     port = free_port()
-    command = [sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--port", str(port), "--threads", "2",
+    command = [sys.executable, "-m", "ortpipe.cli", "serve", "--port", str(port), "--threads", "2",
                *(arg for name in names for arg in ("--model", f"{name}={path}"))]
     return server(command, port)
 

@@ -147,7 +147,7 @@ def soak_server(args, texts: list[str]) -> dict:
     from ortpipe.benchmarks.serve_load import free_port, server
 
     port = free_port()
-    command = [sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--port", str(port), "--memory", args.memory]
+    command = [sys.executable, "-m", "ortpipe.cli", "serve", "--port", str(port), "--memory", args.memory]
     for flag, value in (("--bundle", args.bundle), ("--variant", args.variant), ("--threads", args.threads)):
         if value is not None:
             command += [flag, str(value)]

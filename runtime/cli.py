@@ -1,5 +1,4 @@
-"""The ``ortpipe`` command: ``classify`` and ``doctor`` here; ``export``, ``finetune``
-and ``bench`` from their own halves, imported only when asked for (they need the extras).
+"""The ``ortpipe`` command: ``classify`` and ``doctor`` here (the rest registered by :mod:`ortpipe.cli`).
 
     ortpipe classify "This course is amazing!" --explain
     echo "good" | ortpipe classify --top-k 2
@@ -9,18 +8,10 @@ and ``bench`` from their own halves, imported only when asked for (they need the
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
-from typing import Sequence
-
-from ortpipe.runtime.errors import InputError, OrtpipeError
-
-# Modules that add their own subcommands; each imports its heavy libraries only when run.
-_COMMAND_MODULES = ("ortpipe.export.cli", "ortpipe.benchmarks.cli", "ortpipe.serve.cli")
-# Where `--engine ray` is run from (it needs the ray extra).
-_RAY_CLI = "ortpipe.distributed.cli"
+from ortpipe.runtime.errors import InputError
 
 
 def add_memory_argument(parser) -> None:
@@ -183,7 +174,7 @@ def _run_classify(args) -> int:
     if args.engine == "ray":
         if not args.file or not args.out:
             raise InputError("--engine ray classifies a --file into an --out folder of Parquet files: give both")
-        return importlib.import_module(_RAY_CLI).classify(args)
+        return args.ray_classify(args)  # set by ortpipe.cli, which sits above the distributed package
     if args.explain and args.window is not None:
         raise InputError("--explain walks one model call per text: give no --window with it")
     texts = None if args.file else _read_texts(args)
@@ -229,26 +220,7 @@ def _classify_file(clf, args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ortpipe", description=__doc__.split("\n")[0])
-    subparsers = parser.add_subparsers(dest="command", required=True)
+def add_commands(subparsers) -> None:
+    """``classify`` and ``doctor``."""
     _add_classify(subparsers)
     _add_doctor(subparsers)
-    for module_name in _COMMAND_MODULES:
-        importlib.import_module(module_name).add_commands(subparsers)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except OrtpipeError as exc:
-        print(f"ortpipe: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import signal
 import sys
 import threading
@@ -90,7 +89,7 @@ def _run_on_ray(args, specs: list | None = None) -> int:
     """``--engine ray``: the same app on Ray Serve (run from :mod:`ortpipe.distributed.cli`)."""
     if args.replicas < 1:
         raise OrtpipeError(f"--replicas must be at least 1, got {args.replicas}")
-    return importlib.import_module("ortpipe.distributed.cli").serve(args, _config(args), specs)
+    return args.ray_serve(args, _config(args), specs)  # set by ortpipe.cli, above the distributed package
 
 
 def _model_specs(args) -> list | None:

@@ -15,7 +15,7 @@ from ortpipe.benchmarks.serve_load import server as serve_process
 def serving(home: Path, *flags: str, headers: dict | None = None, threads: int = 2, env: dict | None = None):
     """``ortpipe serve FLAGS`` once ready; yields (url, process, the path of its stderr log)."""
     port = free_port()
-    command = [sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--port", str(port), "--threads", str(threads),
+    command = [sys.executable, "-m", "ortpipe.cli", "serve", "--port", str(port), "--threads", str(threads),
                *flags]
     home.mkdir(parents=True, exist_ok=True)
     log = home / "stderr.log"

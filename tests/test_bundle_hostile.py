@@ -9,7 +9,7 @@ import pytest
 
 from bundle_edits import edit_manifest
 from ortpipe.runtime import BundleError, TextClassifier
-from ortpipe.runtime.cli import main
+from ortpipe.cli import main
 from ortpipe.runtime.manifest import sha256_of
 
 

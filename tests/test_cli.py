@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ortpipe.runtime.cli import main
+from ortpipe.cli import main
 
 
 def _run(capsys, *argv) -> tuple[int, str, str]:

@@ -71,7 +71,7 @@ def test_load_picks_a_variant_that_passed_here(default_bundle):
 
 @pytest.mark.slow
 def test_doctor_on_the_default_bundle(default_bundle, capsys):
-    from ortpipe.runtime.cli import main
+    from ortpipe.cli import main
 
     _, path = default_bundle
     assert main(["doctor", "--bundle", str(path), "--json"]) == 0

@@ -168,7 +168,7 @@ def test_the_cli_joins_a_running_cluster(cluster, bert_bundle, clf, tmp_path):
     texts = _texts(300, seed=2)
     (tmp_path / "in.jsonl").write_text("".join(f'{{"id": {i}, "review": "{t}"}}\n' for i, t in enumerate(texts)),
                                        encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "ortpipe.runtime.cli", "classify", "--engine", "ray",
+    done = subprocess.run([sys.executable, "-m", "ortpipe.cli", "classify", "--engine", "ray",
                            "--address", cluster.address, "--actors", "1", "--file", str(tmp_path / "in.jsonl"),
                            "--field", "review", "--keep", "id", "--out", str(tmp_path / "out"), "--bundle",
                            str(bert_bundle), "--variant", "optimized", "--quiet"],

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from ortpipe.runtime.cli import build_parser
+from ortpipe.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from bundle_edits import edit_probes, make_int8_the_default, negate_int8_outputs, negate_reference_logits
-from ortpipe.runtime.cli import main
+from ortpipe.cli import main
 
 
 def _doctor(capsys, *argv) -> tuple[int, str]:

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from ortpipe.runtime import InputError, TextClassifier
-from ortpipe.runtime.cli import main
+from ortpipe.cli import main
 from ortpipe.runtime.stream import PROGRESS_SUFFIX, classify_file
 
 TEXTS = ["a fine film", "dull and long", "I loved every minute of it", "not good", "great acting"]

@@ -30,7 +30,7 @@ def test_classifying_imports_no_heavy_library(bert_bundle):
 def test_the_classify_command_imports_no_heavy_library(bert_bundle):
     result = _run(
         "import contextlib, io, json, os, sys\n"
-        "from ortpipe.runtime.cli import main\n"
+        "from ortpipe.cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    main(['classify', '--bundle', os.environ['BUNDLE'], 'good', 'bad'])\n"
         f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n", bert_bundle)

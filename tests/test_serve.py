@@ -46,7 +46,7 @@ def running_server(bundle: Path, home: Path, *flags: str, engine: str = "local")
     """
     port = free_port()
     local = ["--threads", "2", "--concurrent-batches", "2"] if engine == "local" else ["--threads", "1"]
-    command = [sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--bundle", str(bundle), "--port", str(port),
+    command = [sys.executable, "-m", "ortpipe.cli", "serve", "--bundle", str(bundle), "--port", str(port),
                *local, "--engine", engine, *flags]
     env = {**os.environ, "ORTPIPE_HOME": str(home), "RAY_ADDRESS": ""}
     with serve_process(command, port, ready_timeout=60 if engine == "local" else 150, env=env) as running:
@@ -264,7 +264,7 @@ def test_a_server_window_default_the_windows_cap_and_info(bert_bundle, tmp_path)
 
 
 def test_a_window_the_model_cannot_take_stops_the_server_with_one_line(bert_bundle, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--bundle", str(bert_bundle),
+    done = subprocess.run([sys.executable, "-m", "ortpipe.cli", "serve", "--bundle", str(bert_bundle),
                            "--window", "4096", "--port", str(free_port())], capture_output=True, text=True,
                           timeout=60, env={**os.environ, "ORTPIPE_HOME": str(tmp_path)})
     assert done.returncode == 2 and "Traceback" not in done.stderr

@@ -141,7 +141,7 @@ def test_a_utf8_api_key_matches(bert_bundle, tmp_path):
                                         ([], {"ORTPIPE_API_KEYS": " , "})])
 def test_a_blank_api_key_refuses_to_start(bert_bundle, tmp_path, flags, env):
     """Case 4: an empty key never turns authentication off."""
-    done = subprocess.run([sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--bundle", str(bert_bundle),
+    done = subprocess.run([sys.executable, "-m", "ortpipe.cli", "serve", "--bundle", str(bert_bundle),
                            "--port", "1", *flags], capture_output=True, text=True, timeout=120,
                           env={**os.environ, **env, "ORTPIPE_HOME": str(tmp_path)})
     assert done.returncode != 0

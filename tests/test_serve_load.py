@@ -22,7 +22,7 @@ from ortpipe.runtime import TextClassifier  # noqa: E402
 @pytest.fixture(scope="module")
 def url(bert_bundle):
     port = free_port()
-    command = [sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--bundle", str(bert_bundle),
+    command = [sys.executable, "-m", "ortpipe.cli", "serve", "--bundle", str(bert_bundle),
                "--port", str(port), "--threads", "1"]
     with server(command, port) as (address, _):
         yield address

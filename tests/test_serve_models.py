@@ -35,7 +35,7 @@ TEXTS = ["a fine film", "dull and long", "I loved every minute of it", "not good
 def serving(home: Path, *flags: str):
     """``ortpipe serve`` with ``flags`` on a free port; yields (url, process) once every model is ready."""
     port = free_port()
-    command = [sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--port", str(port), "--threads", "2", *flags]
+    command = [sys.executable, "-m", "ortpipe.cli", "serve", "--port", str(port), "--threads", "2", *flags]
     with serve_process(command, port, ready_timeout=90, env={**os.environ, "ORTPIPE_HOME": str(home)}) as running:
         yield running
 
@@ -259,7 +259,7 @@ def test_sigterm_drains_every_models_queue_then_exits_0(bundles, tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="the ray extra is not installed")
 def test_ray_serve_serves_the_same_multi_model_app_behind_its_key(bundles, tmp_path):
     port = free_port()
-    command = [sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--engine", "ray", "--port", str(port),
+    command = [sys.executable, "-m", "ortpipe.cli", "serve", "--engine", "ray", "--port", str(port),
                "--threads", "1", "--variant", "optimized", "--model", f"sentiment={bundles['bert']}",
                "--model", f"tags={bundles['bert-multilabel']}", "--default-model", "tags", "--api-key", "ray-key"]
     env = {**os.environ, "ORTPIPE_HOME": str(tmp_path), "RAY_ADDRESS": ""}

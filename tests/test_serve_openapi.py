@@ -31,7 +31,7 @@ def test_schemathesis_finds_nothing_the_schema_does_not_say(bundles, tmp_path):
     root = tmp_path / "models"
     shutil.copytree(bundles["bert"], root / "spare")
     port = free_port()
-    command = [sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--port", str(port), "--threads", "1",
+    command = [sys.executable, "-m", "ortpipe.cli", "serve", "--port", str(port), "--threads", "1",
                "--model", f"a={bundles['bert']}", "--model", f"b={bundles['distilbert']}", "--api-key", "fuzz-key",
                "--model-root", str(root), "--max-body", "65536"]
     env = {**os.environ, "ORTPIPE_HOME": str(tmp_path / "home")}

@@ -32,7 +32,7 @@ TEXTS = ["a fine film", "dull and long", "I loved every minute of it", "not good
 def serving(home: Path, *flags: str):
     """``ortpipe serve`` on a free port, its stderr kept in a file; yields (url, process, the log's path)."""
     port = free_port()
-    command = [sys.executable, "-m", "ortpipe.runtime.cli", "serve", "--port", str(port), "--threads", "2", *flags]
+    command = [sys.executable, "-m", "ortpipe.cli", "serve", "--port", str(port), "--threads", "2", *flags]
     home.mkdir(parents=True, exist_ok=True)
     log = home / "stderr.log"
     with serve_process(command, port, ready_timeout=90, env={**os.environ, "ORTPIPE_HOME": str(home)}, headers=AUTH,

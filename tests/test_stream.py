@@ -115,7 +115,7 @@ def test_a_missing_column_is_one_clear_error(clf, tmp_path):
 
 
 def _cli(*args) -> list[str]:
-    return [sys.executable, "-m", "ortpipe.runtime.cli", "classify", *args]
+    return [sys.executable, "-m", "ortpipe.cli", "classify", *args]
 
 
 def _killed_after(common: list[str], out, rows: int) -> int:
