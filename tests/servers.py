@@ -12,15 +12,20 @@ from ortpipe.benchmarks.serve_load import server as serve_process
 
 
 @contextmanager
-def serving(home: Path, *flags: str, headers: dict | None = None, threads: int = 2, env: dict | None = None):
-    """``ortpipe serve FLAGS`` once ready; yields (url, process, the path of its stderr log)."""
+def serving(home: Path, *flags: str, headers: dict | None = None, threads: int = 2, env: dict | None = None,
+            ready_timeout: float = 90):
+    """``ortpipe serve FLAGS`` once ready; yields (url, process, the path of its stderr log).
+
+    ``headers`` go with each readiness poll (an ``Authorization`` for a server started with ``--api-key``).
+    """
     port = free_port()
     command = [sys.executable, "-m", "ortpipe.cli", "serve", "--port", str(port), "--threads", str(threads),
                *flags]
     home.mkdir(parents=True, exist_ok=True)
     log = home / "stderr.log"
     environ = {**os.environ, "ORTPIPE_HOME": str(home), **(env or {})}
-    with serve_process(command, port, ready_timeout=90, env=environ, headers=headers, log=log) as (url, process):
+    with serve_process(command, port, ready_timeout=ready_timeout, env=environ, headers=headers,
+                       log=log) as (url, process):
         yield url, process, log
 
 

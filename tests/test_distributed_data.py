@@ -24,6 +24,8 @@ from ortpipe.distributed.data import classify_with_ray  # noqa: E402
 from ortpipe.distributed.shipping import ShippedFile, files_to_ship, materialize, ship_bundle  # noqa: E402
 from ortpipe.runtime import InputError, IntegrityError, TextClassifier  # noqa: E402
 
+pytestmark = pytest.mark.ray
+
 WORDS = "a the film plot acting was good bad great awful dull lovely boring fine not very".split()
 PLACE = {"classifier": 1}  # one classifier actor per node that offers this resource
 

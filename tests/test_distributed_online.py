@@ -18,6 +18,8 @@ from ortpipe.runtime import TextClassifier  # noqa: E402
 from ortpipe.serve.batcher import Overloaded  # noqa: E402
 from ortpipe.serve.config import ServeConfig  # noqa: E402
 
+pytestmark = pytest.mark.ray
+
 
 def test_a_full_queue_is_overloaded_before_anything_runs(bert_bundle):
     tokenizer = TextClassifier.load(bert_bundle, variant="optimized", threads=1).tokenizer

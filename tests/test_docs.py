@@ -244,6 +244,7 @@ async def _search(url: str, query: str, tmp_path: Path) -> str:
         browser.wait(timeout=30)
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_headless_chromium_shows_the_nav_the_search_and_the_reference(served_site, tmp_path):
     home = _chromium(f"{served_site}/", tmp_path, "--dump-dom")

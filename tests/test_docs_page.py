@@ -13,6 +13,8 @@ httpx = pytest.importorskip("httpx")
 
 from test_serve import running_server  # noqa: E402
 
+pytestmark = [pytest.mark.server, pytest.mark.browser]
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Flags for a root user on a machine without a network: no sandbox, no background connections.
 HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

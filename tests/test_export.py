@@ -156,7 +156,10 @@ def test_eval_data_records_accuracy(checkpoints, tmp_path):
 
 
 def test_unreachable_hub_id_is_a_plain_error(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import: set it too
     with pytest.raises(ExportError, match="could not be reached"):
         export_onnx("distilbert/distilbert-base-uncased-finetuned-sst-2-english", tmp_path)
 

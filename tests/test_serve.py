@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,31 +23,30 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
 from ortpipe.benchmarks.serve_load import free_port  # noqa: E402
-from ortpipe.benchmarks.serve_load import server as serve_process  # noqa: E402
+from servers import serving  # noqa: E402
 from ortpipe.export.validate import PROBE_TEXTS  # noqa: E402
 from ortpipe.runtime import TextClassifier  # noqa: E402
 from ortpipe.runtime.manifest import sha256_of  # noqa: E402
 from bundle_edits import edit_manifest  # noqa: E402
 
+pytestmark = pytest.mark.server
+
 TEXTS = list(PROBE_TEXTS)
-ENGINES = ["local", pytest.param("ray", marks=pytest.mark.skipif(
-    importlib.util.find_spec("ray") is None, reason="the ray extra is not installed: pip install 'ortpipe[ray]'"))]
+ENGINES = ["local", pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="the ray extra is not installed: pip install 'ortpipe[ray]'")])]
 
 
 @contextmanager
 def running_server(bundle: Path, home: Path, *flags: str, engine: str = "local"):
-    """``ortpipe serve`` on a free loopback port; yields (url, process) once ``/ready`` is 200.
+    """``ortpipe serve`` (tests/servers.py) on a free loopback port; yields (url, process) once ``/ready`` is 200.
 
     Locally on 2 threads with 2 batches at once, so batches side by side run on the one-thread session
     and lone ones on the 2-thread session; a Ray replica on 1 CPU.
     """
-    port = free_port()
-    local = ["--threads", "2", "--concurrent-batches", "2"] if engine == "local" else ["--threads", "1"]
-    command = [sys.executable, "-m", "ortpipe.cli", "serve", "--bundle", str(bundle), "--port", str(port),
-               *local, "--engine", engine, *flags]
-    env = {**os.environ, "ORTPIPE_HOME": str(home), "RAY_ADDRESS": ""}
-    with serve_process(command, port, ready_timeout=60 if engine == "local" else 150, env=env) as running:
-        yield running
+    local = ["--concurrent-batches", "2"] if engine == "local" else []
+    with serving(home, "--bundle", str(bundle), *local, "--engine", engine, *flags, threads=2 if engine == "local"
+                 else 1, env={"RAY_ADDRESS": ""}, ready_timeout=60 if engine == "local" else 150) as (url, process, _):
+        yield url, process
 
 
 @pytest.fixture(scope="module", params=ENGINES)
@@ -321,34 +317,6 @@ def test_an_inference_failure_is_500_and_the_server_goes_on(bundle_copy, tmp_pat
         failed = _post(url, {"inputs": "zzqqxxunseen"})
         assert failed.status_code == 500 and failed.json()["error_type"] == "backend"
         assert _post(url, {"inputs": "a fine text"}).status_code == 200
-
-
-def test_a_client_that_leaves_is_accounted_for_and_the_server_goes_on(bert_bundle, tmp_path):
-    """Two 256-text requests keep the server busy (one model call per text) while a third client sends
-    3 texts and leaves."""
-    with running_server(bert_bundle, tmp_path, "--max-batch-size", "1") as (url, _):
-        port = int(url.rsplit(":", 1)[1])
-        busy = {"inputs": ["word " * 200] * 256, "truncate": True}
-        with ThreadPoolExecutor(2) as pool:
-            started = time.perf_counter()
-            heavy = [pool.submit(httpx.post, f"{url}/predict", json=busy, timeout=60) for _ in range(2)]
-            time.sleep(0.05)
-            body = json.dumps({"inputs": ["leaving", "this", "early"]}).encode()  # (two strings: a pair)
-            with socket.create_connection(("127.0.0.1", port)) as raw:
-                raw.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-                time.sleep(0.02)
-            left_at = time.perf_counter() - started
-            assert all(job.result().status_code == 200 for job in heavy)
-            busy_for = time.perf_counter() - started
-        assert busy_for > left_at + 0.05, "the model was not busy long enough for the test to mean anything"
-        time.sleep(0.5)
-        dropped = _metric(url, 'ortpipe_dropped_texts_total{reason="disconnected"}')
-        # When the server notices the disconnect depends on its event loop; whatever it had not yet run
-        # is dropped, and every text is either run or dropped, never lost or run twice. (That a queued
-        # text of a client that left is never run is checked deterministically in test_batcher.py.)
-        assert _metric(url, "ortpipe_texts_total") + dropped == 515
-        assert _post(url, {"inputs": "still serving"}).status_code == 200
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -18,6 +18,8 @@ from ortpipe.benchmarks.serve_load import (RawHttpClient, _load, format_report, 
 from ortpipe.export.validate import PROBE_TEXTS  # noqa: E402
 from ortpipe.runtime import TextClassifier  # noqa: E402
 
+pytestmark = pytest.mark.server
+
 
 @pytest.fixture(scope="module")
 def url(bert_bundle):

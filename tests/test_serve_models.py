@@ -23,21 +23,19 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
-from ortpipe.benchmarks.serve_load import free_port  # noqa: E402
-from ortpipe.benchmarks.serve_load import server as serve_process  # noqa: E402
+from servers import serving as shared_serving  # noqa: E402
 from ortpipe.runtime import TextClassifier  # noqa: E402
-from ortpipe.serve.scheduler import Cohorts  # noqa: E402
+
+pytestmark = pytest.mark.server
 
 TEXTS = ["a fine film", "dull and long", "I loved every minute of it", "not good", "great acting"]
 
 
 @contextmanager
 def serving(home: Path, *flags: str):
-    """``ortpipe serve`` with ``flags`` on a free port; yields (url, process) once every model is ready."""
-    port = free_port()
-    command = [sys.executable, "-m", "ortpipe.cli", "serve", "--port", str(port), "--threads", "2", *flags]
-    with serve_process(command, port, ready_timeout=90, env={**os.environ, "ORTPIPE_HOME": str(home)}) as running:
-        yield running
+    """The shared real server (tests/servers.py); yields (url, process) once every model is ready."""
+    with shared_serving(home, *flags) as (url, process, _log):
+        yield url, process
 
 
 @pytest.fixture(scope="module")
@@ -56,20 +54,6 @@ def _in_process(bundles, name: str):
 
 def _threads(process) -> int:
     return len(os.listdir(f"/proc/{process.pid}/task"))
-
-
-# -- the planner ----------------------------------------------------------------------------------
-
-def test_a_new_cohort_goes_next_once_after_each_batch_of_an_older_one():
-    cohorts = Cohorts()
-    cohorts.add([["big", i] for i in range(4)])
-    assert cohorts.next_batch() == ["big", 0]
-    cohorts.add([["small"]])
-    assert cohorts.next_batch() == ["small"]  # behind the one call that ran
-    cohorts.add([["s2"]])
-    cohorts.add([["s3"]])
-    assert [cohorts.next_batch() for _ in range(5)] == [["big", 1], ["s2"], ["big", 2], ["s3"], ["big", 3]]
-    assert cohorts.next_batch() is None and not cohorts
 
 
 # -- routing --------------------------------------------------------------------------------------
@@ -139,6 +123,7 @@ def test_three_models_answered_concurrently_by_64_clients_each_get_their_in_proc
 THREADS = """
 import os, sys
 from ortpipe.runtime import TextClassifier
+
 shared = sys.argv[1] == "shared"
 models = [TextClassifier.load(path, variant="optimized", threads=2, shared_threads=shared) for path in sys.argv[2:]]
 for clf in models:
@@ -256,15 +241,14 @@ def test_sigterm_drains_every_models_queue_then_exits_0(bundles, tmp_path):
         assert process.wait(timeout=60) == 0
 
 
+@pytest.mark.ray
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="the ray extra is not installed")
 def test_ray_serve_serves_the_same_multi_model_app_behind_its_key(bundles, tmp_path):
-    port = free_port()
-    command = [sys.executable, "-m", "ortpipe.cli", "serve", "--engine", "ray", "--port", str(port),
-               "--threads", "1", "--variant", "optimized", "--model", f"sentiment={bundles['bert']}",
-               "--model", f"tags={bundles['bert-multilabel']}", "--default-model", "tags", "--api-key", "ray-key"]
-    env = {**os.environ, "ORTPIPE_HOME": str(tmp_path), "RAY_ADDRESS": ""}
     auth = {"Authorization": "Bearer ray-key"}
-    with serve_process(command, port, ready_timeout=150, env=env, headers=auth) as (url, process), \
+    flags = ["--engine", "ray", "--variant", "optimized", "--model", f"sentiment={bundles['bert']}",
+             "--model", f"tags={bundles['bert-multilabel']}", "--default-model", "tags", "--api-key", "ray-key"]
+    with shared_serving(tmp_path, *flags, headers=auth, threads=1, env={"RAY_ADDRESS": ""},
+                        ready_timeout=150) as (url, process, _), \
             httpx.Client(base_url=url, headers=auth, timeout=30) as client:
         assert httpx.post(f"{url}/predict", json={"inputs": "x"}, timeout=10).status_code == 401  # keys hold there too
         listed = client.get("/models").json()

@@ -22,6 +22,8 @@ if shutil.which("schemathesis", path=str(Path(sys.executable).parent)) is None:
 from ortpipe.benchmarks.serve_load import free_port  # noqa: E402
 from ortpipe.benchmarks.serve_load import server as serve_process  # noqa: E402
 
+pytestmark = pytest.mark.server
+
 CONFIG = Path(__file__).parent / "data" / "schemathesis.toml"
 EXAMPLES = 25  # per operation and phase: bounded, about half a minute here
 SEED = 20261201  # the same cases every run, so that CI does not pass or fail by chance

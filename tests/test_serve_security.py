@@ -6,10 +6,7 @@ Real ``ortpipe serve`` subprocesses on loopback; every load loop is bounded in c
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,37 +14,20 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
-from ortpipe.benchmarks.serve_load import free_port  # noqa: E402
-from ortpipe.benchmarks.serve_load import server as serve_process  # noqa: E402
-from ortpipe.runtime import BundleError, TextClassifier  # noqa: E402
-from ortpipe.serve.security import allowed_bundle, api_keys_from, key_matches  # noqa: E402
-from bundle_edits import edit_manifest  # noqa: E402
+from servers import serving as shared_serving  # noqa: E402
+from ortpipe.runtime import TextClassifier  # noqa: E402
+from ortpipe.serve.security import allowed_bundle  # noqa: E402
+
+pytestmark = pytest.mark.server
 
 KEY = "k3y-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 TEXTS = ["a fine film", "dull and long", "I loved every minute of it", "not good", "great acting"]
 
 
-@contextmanager
 def serving(home: Path, *flags: str):
-    """``ortpipe serve`` on a free port, its stderr kept in a file; yields (url, process, the log's path)."""
-    port = free_port()
-    command = [sys.executable, "-m", "ortpipe.cli", "serve", "--port", str(port), "--threads", "2", *flags]
-    home.mkdir(parents=True, exist_ok=True)
-    log = home / "stderr.log"
-    with serve_process(command, port, ready_timeout=90, env={**os.environ, "ORTPIPE_HOME": str(home)}, headers=AUTH,
-                       log=log) as (url, process):
-        yield url, process, log
-
-
-# -- keys ---------------------------------------------------------------------------------------
-
-def test_keys_come_from_flags_or_the_environment_and_compare_whole():
-    assert api_keys_from(["a", " b "]) == ("a", "b")
-    assert api_keys_from(None, {"ORTPIPE_API_KEYS": "x, y,,"}) == ("x", "y")
-    assert api_keys_from(None, {}) == ()
-    assert key_matches("secret", ["other", "secret"]) and not key_matches("secre", ["secret"])
-    assert not key_matches("", ["secret"])
+    """The shared real server (tests/servers.py), polled with the key."""
+    return shared_serving(home, *flags, headers=AUTH)
 
 
 def test_every_route_but_health_needs_the_key_and_no_log_line_shows_it(bert_bundle, tmp_path):
@@ -193,22 +173,6 @@ def test_hostile_bodies_and_headers_are_4xx_that_say_why(bert_bundle, tmp_path):
 
         chunked = httpx.post(f"{url}/predict", content=chunks(), timeout=10)  # no Content-Length
         assert chunked.status_code == 413 and "over the limit of 65536 bytes" in chunked.json()["error"]
-
-
-@pytest.mark.parametrize("name", ["../outside/tok.json", "/etc/passwd", "sub/tokenizer.json", "..", ""])
-def test_a_manifest_naming_a_file_outside_its_folder_is_refused(bundle_copy, name):
-    edit_manifest(bundle_copy, lambda m: m.update(tokenizer_file=name))
-    with pytest.raises(BundleError, match="must be a plain file name inside the bundle folder"):
-        TextClassifier.load(bundle_copy)
-
-
-def test_a_symlink_out_of_the_bundle_is_refused(bundle_copy, tmp_path):
-    outside = tmp_path / "elsewhere.json"
-    shutil.copy(bundle_copy / "tokenizer.json", outside)
-    (bundle_copy / "tokenizer.json").unlink()
-    (bundle_copy / "tokenizer.json").symlink_to(outside)
-    with pytest.raises(BundleError, match="is a symlink to .* outside the bundle folder"):
-        TextClassifier.load(bundle_copy)
 
 
 def test_sighup_rereads_the_config(bundles, tmp_path):
