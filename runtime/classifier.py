@@ -26,6 +26,7 @@ from ortpipe.runtime.check import (check_variant, choose_cuda_variant, choose_va
 from ortpipe.runtime.errors import BundleError, InputError
 from ortpipe.runtime.inference import OnnxModel, use_shared_threads
 from ortpipe.runtime.inputs import normalize_inputs
+from ortpipe.runtime.load_options import LoadOptions
 from ortpipe.runtime.machine import describe_machine, isa_summary
 from ortpipe.runtime.manifest import Manifest
 from ortpipe.runtime.memory import MemoryInfo
@@ -48,6 +49,7 @@ class TextClassifier:
     """
 
     rejected: ProbeReport | None = None
+    load_options: LoadOptions = LoadOptions()  # how load() was asked to load it (a reload loads "as before")
 
     def __init__(self, bundle: Bundle, provider: str = "auto", threads: int | None = None, spinning: bool = True,
                  memory: str | None = None, shared_threads: bool = False):
@@ -99,6 +101,12 @@ class TextClassifier:
         Raises:
             BundleError, IntegrityError, ProviderError: see :mod:`ortpipe.runtime.errors`.
         """
+        clf = cls._load(path, variant, provider, threads, verify, spinning, memory, shared_threads)
+        clf.load_options = LoadOptions(variant, provider, threads, verify, spinning, memory, shared_threads)
+        return clf
+
+    @classmethod
+    def _load(cls, path, variant, provider, threads, verify, spinning, memory, shared_threads) -> "TextClassifier":
         bundle = open_bundle(path, variant, verify)
         if shared_threads:
             use_shared_threads(threads)

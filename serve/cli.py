@@ -134,13 +134,19 @@ def _loader(args, specs: list | None):
     by_name = {spec.name: spec for spec in specs or ()}
 
     def load(path: str, name: str, old):
-        spec = by_name.get(name)
-        return TextClassifier.load(path, variant=(spec.variant if spec else None) or args.variant,
-                                   provider=(spec.provider if spec else None) or args.provider,
-                                   memory=(spec.memory if spec else None) or args.memory, spinning=args.spinning,
-                                   threads=None if specs is not None else args.threads,
-                                   shared_threads=specs is not None)
+        return TextClassifier.load(path, **_load_options(args, by_name.get(name), several=specs is not None)
+                                   .as_kwargs())
     return load
+
+
+def _load_options(args, spec=None, several: bool = True):
+    """How a model is loaded: its own ``serve.toml`` settings, else the flags'; several share one thread pool."""
+    from ortpipe.runtime.load_options import LoadOptions
+
+    return LoadOptions(variant=(spec.variant if spec else None) or args.variant,
+                       provider=(spec.provider if spec else None) or args.provider,
+                       memory=(spec.memory if spec else None) or args.memory, spinning=args.spinning,
+                       threads=None if several else args.threads, shared_threads=several)
 
 
 async def _reread_config(app, args, config: ServeConfig) -> None:
@@ -204,8 +210,7 @@ def _build_app(args, specs: list | None):
 
     config, api_keys = _config(args), api_keys_from(args.api_key)  # a blank key refuses before anything loads
     if specs is None:
-        models = TextClassifier.load(args.bundle, variant=args.variant, provider=args.provider, threads=args.threads,
-                                     spinning=args.spinning, memory=args.memory)
+        models = TextClassifier.load(args.bundle, **_load_options(args, several=False).as_kwargs())
     else:
         models = _load_models(args, specs, config)
     try:

@@ -19,11 +19,11 @@ LOAD_BODY = {"type": "object", "additionalProperties": False, "properties": {"bu
 
 
 def default_loader(path: str, name: str, old: TextClassifier | None) -> TextClassifier:
-    """How ``POST /models/{name}/load`` loads a bundle when the server was given no loader: as the old version."""
+    """How ``POST /models/{name}/load`` loads a bundle when the server was given no loader: as the old version
+    was loaded (its :class:`~ortpipe.runtime.load_options.LoadOptions`), a new name on the shared pool."""
     if old is None:
         return TextClassifier.load(path, shared_threads=True)
-    return TextClassifier.load(path, provider=old.provider, memory=old.memory.requested,
-                               shared_threads=getattr(old.model, "shared_threads", False))
+    return TextClassifier.load(path, **old.load_options.as_kwargs())
 
 
 async def _answer(work) -> JSONResponse:

@@ -157,11 +157,15 @@ def test_eval_data_records_accuracy(checkpoints, tmp_path):
 
 def test_unreachable_hub_id_is_a_plain_error(tmp_path, monkeypatch):
     import huggingface_hub.constants
+    from huggingface_hub.utils import reset_sessions
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import: set it too
-    with pytest.raises(ExportError, match="could not be reached"):
-        export_onnx("distilbert/distilbert-base-uncased-finetuned-sst-2-english", tmp_path)
+    try:
+        with pytest.raises(ExportError, match="could not be reached"):
+            export_onnx("distilbert/distilbert-base-uncased-finetuned-sst-2-english", tmp_path)
+    finally:
+        reset_sessions()  # the hub's cached HTTP session was made offline: later clients get a fresh one
 
 
 def test_folder_without_config_is_rejected(tmp_path):

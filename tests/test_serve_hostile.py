@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -94,13 +95,38 @@ def test_racing_reloads_of_one_name_load_once_and_unchanged_sighup_reloads_nothi
         process.send_signal(signal.SIGHUP)
         _wait_for(log, "SIGHUP: b unchanged")
         first = rss_mb(process.pid)
-        for round in range(20):
-            assert httpx.post(f"{url}/models/b/load", json={}, headers=AUTH, timeout=60).status_code == 200
-            process.send_signal(signal.SIGHUP)
-            _wait_for(log, "SIGHUP: b unchanged", count=round + 2)  # (a load during a SIGHUP's would be a 409)
+        stop, statuses = threading.Event(), []
+        traffic = threading.Thread(target=_traffic, args=(url, stop, statuses))
+        traffic.start()
+        try:
+            for round in range(20):
+                assert httpx.post(f"{url}/models/b/load", json={}, headers=AUTH, timeout=60).status_code == 200
+                process.send_signal(signal.SIGHUP)
+                _wait_for(log, "SIGHUP: b unchanged", count=round + 2)  # (a load during a SIGHUP's would be a 409)
+        finally:
+            stop.set()
+            traffic.join(timeout=60)
+        assert not traffic.is_alive() and statuses and set(statuses) <= {200, 503}, sorted(set(map(str, statuses)))
+        assert statuses.count(200) > len(statuses) // 2
         time.sleep(0.5)  # the last retired versions are freed once idle
         assert "reloaded" not in log.read_text()
         assert rss_mb(process.pid) <= first * 1.10, (first, rss_mb(process.pid))
+
+
+def _traffic(url: str, stop: threading.Event, statuses: list) -> None:
+    """Requests of every shape to model b until ``stop``: a sentence, 20 texts, long texts through windows.
+
+    Each must end, with an answer or a clear refusal, within its deadline (x-timeout-ms) plus the client's slack.
+    """
+    bodies = [{"inputs": "a fine film"}, {"inputs": [f"text {i}" for i in range(20)]},
+              {"inputs": [LONG] * 3, "window": 32}]
+    with httpx.Client(timeout=30, headers={**AUTH, "x-timeout-ms": "10000"}) as client:
+        while not stop.is_set() and len(statuses) < 2000:
+            for body in bodies:
+                try:
+                    statuses.append(client.post(f"{url}/models/b/predict", json=body).status_code)
+                except httpx.TimeoutException:
+                    statuses.append("hung")
 
 
 def _wait_for(log, text: str, count: int = 1, seconds: float = 60) -> None:

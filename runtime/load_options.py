@@ -1,0 +1,31 @@
+"""How a bundle is loaded, as one frozen object kept on the classifier: a reload loads "as before".
+
+    clf = TextClassifier.load("bundles/a", variant="int8", threads=2)
+    again = TextClassifier.load("bundles/a-v2", **clf.load_options.as_kwargs())   # the same way
+    one_thread = clf.load_options.but(threads=1)                                  # one field changed
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """``TextClassifier.load``'s arguments but the path, as they were asked for (``variant=None``: load() chose)."""
+
+    variant: str | None = None
+    provider: str = "auto"
+    threads: int | None = None
+    verify: bool = True
+    spinning: bool = True
+    memory: str | None = None
+    shared_threads: bool = False
+
+    def as_kwargs(self) -> dict:
+        """The keyword arguments of ``TextClassifier.load``."""
+        return asdict(self)
+
+    def but(self, **changes) -> "LoadOptions":
+        """A copy with ``changes``."""
+        return replace(self, **changes)
