@@ -36,33 +36,34 @@ def unicode_problem(text: str) -> str | None:
     return None
 
 
-def _valid(text: str, where: str) -> str:
+def _valid(text: str, index: int | None, field: str | None = None) -> str:
     """``text`` if it encodes to UTF-8; else an InputError naming the first bad code point."""
     problem = unicode_problem(text)
     if problem:
-        raise InputError(f"{where} is not valid Unicode: {problem} "
-                         "(decode bytes with errors='replace' to keep such text)")
+        raise InputError.about("{item} is not valid Unicode: {problem} (decode bytes with errors='replace' to keep "
+                               "such text)", index, field, problem=problem)
     return text
 
 
-def _one(item: Any, where: str) -> TextInput:
+def _one(item: Any, index: int | None) -> TextInput:
     if isinstance(item, str):
-        return _valid(item, where)
+        return _valid(item, index)
     if isinstance(item, dict):
         unknown = set(item) - {"text", "text_pair"}
         if unknown or "text" not in item:
-            raise InputError(f"{where}: a dict input needs the key 'text' and may have 'text_pair'; "
-                             f"got keys {sorted(map(str, item))}")
+            raise InputError.about("{item}: a dict input needs the key 'text' and may have 'text_pair'; got keys "
+                                   "{keys}", index, keys=sorted(map(str, item)))
         text, pair = item["text"], item.get("text_pair")
         if not isinstance(text, str):
-            raise InputError(f"{where}: 'text' must be a str, got {type(text).__name__}")
-        _valid(text, f"{where}['text']")
+            raise InputError.about("{item}: 'text' must be a str, got {kind}", index, kind=type(text).__name__)
+        _valid(text, index, "text")
         if pair is None:
             return text
         if not isinstance(pair, str):
-            raise InputError(f"{where}: 'text_pair' must be a str, got {type(pair).__name__}")
-        return (text, _valid(pair, f"{where}['text_pair']"))
-    raise InputError(f"{where}: expected {_EXPECTED}; got {type(item).__name__}")
+            raise InputError.about("{item}: 'text_pair' must be a str, got {kind}", index, kind=type(pair).__name__)
+        return (text, _valid(pair, index, "text_pair"))
+    raise InputError.about("{item}: expected {expected}; got {kind}", index, expected=_EXPECTED,
+                           kind=type(item).__name__)
 
 
 def normalize_inputs(inputs: Any) -> Inputs:
@@ -73,8 +74,8 @@ def normalize_inputs(inputs: Any) -> Inputs:
             text that is not valid Unicode (the message names its index).
     """
     if isinstance(inputs, (str, dict)):
-        return Inputs([_one(inputs, "input")], single=True, single_str=isinstance(inputs, str))
+        return Inputs([_one(inputs, None)], single=True, single_str=isinstance(inputs, str))
     if isinstance(inputs, (list, tuple)):
-        return Inputs([_one(item, f"input[{i}]") for i, item in enumerate(inputs)],
+        return Inputs([_one(item, i) for i, item in enumerate(inputs)],
                       single=False, single_str=False)
     raise InputError(f"expected {_EXPECTED}; got {type(inputs).__name__}")

@@ -159,8 +159,9 @@ class TextTokenizer:
         if not truncation:
             for index, encoding in enumerate(encodings):
                 if len(encoding.ids) > self.max_length:
-                    raise InputError(f"input[{index}] has {len(encoding.ids)} tokens, more than the model's "
-                                     f"limit of {self.max_length}; pass truncation=True to cut it")
+                    raise InputError.about("{item} has {tokens} tokens, more than the model's limit of {limit}; "
+                                           "{truncate_hint} to cut it", index, tokens=len(encoding.ids),
+                                           limit=self.max_length)
         return encodings
 
     def encode_whole(self, texts: Sequence[TextInput], add_special_tokens: bool = True) -> list:

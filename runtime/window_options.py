@@ -71,6 +71,6 @@ def window_options(window: Any, stride: Any = None, aggregate: Any = None, retur
     if not isinstance(return_windows, bool):
         raise InputError(f"return_windows must be True or False, got {return_windows!r}")
     if truncation is False:
-        raise InputError("windows classify a text whole and never truncate it: truncation=False cannot be used "
-                         "with window=… (leave truncation at its default)")
+        raise InputError.about("windows classify a text whole and never truncate it: {truncation_off} cannot be "
+                               "used with {window} (leave truncation at its default)")
     return WindowOptions(window, stride, aggregate, return_windows)

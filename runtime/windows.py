@@ -90,13 +90,17 @@ class TokenizedText:
         """Tokens in every window: special tokens and the whole ``text_pair``."""
         return len(self.ids) - self.content
 
-    def windows(self, options: WindowOptions, where: str) -> list["Window"]:
-        """The text's windows, as the tokenizer's overflow cuts them (the last one may be shorter)."""
+    def windows(self, options: WindowOptions, index: int | None = None) -> list["Window"]:
+        """The text's windows, as the tokenizer's overflow cuts them (the last one may be shorter).
+
+        ``index``: which input the text is, for the error's message.
+        """
         room = options.window - self.fixed
         if room < 1 or (self.content > room and options.stride >= room):
-            raise InputError(f"{where}: its text_pair and special tokens take {self.fixed} of the window's "
-                             f"{options.window} tokens, leaving {max(room, 0)} for the text with a stride of "
-                             f"{options.stride}; shorten the text_pair or use a larger window")
+            raise InputError.about("{item}: its text_pair and special tokens take {fixed} of the window's {size} "
+                                   "tokens, leaving {room} for the text with a stride of {stride}; shorten the "
+                                   "text_pair or use a larger window", index, fixed=self.fixed, size=options.window,
+                                   room=max(room, 0), stride=options.stride)
         if self.content <= room:
             return [Window(self, 0, self.content)]
         step, found, start = room - options.stride, [], 0
@@ -202,7 +206,7 @@ def split_texts(tokenizer, items: Sequence, options: WindowOptions) -> WindowedT
                 text = TokenizedText.of(next(encoded))
             else:
                 text = TokenizedText.in_pieces(tokenizer, *(item if isinstance(item, tuple) else (item, None)))
-            own = text.windows(options, f"input[{first + offset}]")
+            own = text.windows(options, first + offset)
             windows.extend(own)
             counts.append(len(own))
     return WindowedTexts(windows, counts)

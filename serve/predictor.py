@@ -21,7 +21,7 @@ from ortpipe.runtime.call import Plan, plan_rows
 from ortpipe.runtime.windows import WindowOptions, text_chars
 from ortpipe.serve.config import ServeConfig
 from ortpipe.serve.metrics import ServerMetrics
-from ortpipe.serve.protocol import PredictRequest, RequestError, invalid, parse_predict
+from ortpipe.serve.protocol import HTTP_NAMES, PredictRequest, RequestError, invalid, parse_predict
 
 TIMEOUT_HEADER = "x-timeout-ms"
 INLINE_TOKENIZE = 8  # requests with more texts are tokenized in a worker thread
@@ -170,8 +170,7 @@ class Predictor:
             else:
                 plan = await asyncio.to_thread(plan_rows, *args)
         except InputError as exc:
-            raise invalid(str(exc).replace("input[", "inputs[", 1)
-                          .replace("pass truncation=True", 'send "truncate": true')) from None
+            raise invalid(exc.render(HTTP_NAMES)) from None
         if plan.split is None:
             self.metrics.truncated_texts.inc(plan.truncated)
             return plan

@@ -32,6 +32,9 @@ from ortpipe.runtime.tokenize import TextInput
 from ortpipe.runtime.windows import WindowOptions
 from ortpipe.serve.errors import STATUS_MEANINGS, ServeError
 
+# the names a /predict body gives what the Python API calls input[i], truncation=… and window=…
+HTTP_NAMES = {"inputs": "inputs", "truncate_hint": 'send "truncate": true', "truncation_off": '"truncate": false',
+              "window": '"window"'}
 WINDOW_KEYS = {"window", "stride", "aggregate", "return_windows"}
 KNOWN_KEYS = {"inputs", "parameters", "truncate", "truncation", "truncation_direction", "raw_scores", "top_k",
               "function_to_apply", *WINDOW_KEYS}
@@ -153,7 +156,7 @@ def parse_predict(body: Any, problem_type: str, num_labels: int, max_client_batc
                                  top_k=options.get("top_k"), truncation=truncate, truncation_direction=direction,
                                  function_to_apply="none" if raw_scores else options.get("function_to_apply"))
     except InputError as exc:
-        raise invalid(str(exc).replace("input[", "inputs[")) from None
+        raise invalid(exc.render(HTTP_NAMES)) from None
     return PredictRequest(items, single, call, nested="parameters" in body)
 
 
@@ -172,8 +175,7 @@ def _windows(options: dict, windowing: Callable[..., WindowOptions | None],
         return windowing(window, options.get("stride"), options.get("aggregate"),
                          options.get("return_windows", False), truncation=not explicit_false)
     except InputError as exc:
-        raise invalid(str(exc).replace("truncation=False", '"truncate": false')
-                      .replace("window=…", '"window"')) from None
+        raise invalid(exc.render(HTTP_NAMES)) from None
 
 
 _TEXT_OR_PAIR = {"oneOf": [

@@ -78,3 +78,18 @@ def test_ortpipe_environment_defaults_are_parsed_to_each_fields_type():
         ServeConfig.env_defaults({"ORTPIPE_MAX_QUEUE": "many"})
     with pytest.raises(ValueError, match="unknown setting 'colour'"):
         ServeConfig.parse({"colour": "red"})
+
+
+def test_input_errors_carry_their_item_and_each_protocol_names_it_its_own_way():
+    from ortpipe.runtime.errors import InputError
+    from ortpipe.runtime.inputs import normalize_inputs
+    from ortpipe.serve.protocol import HTTP_NAMES
+
+    with pytest.raises(InputError) as caught:
+        normalize_inputs(["fine", {"text": "ok", "text_pair": 3}])
+    error = caught.value
+    assert (error.index, str(error)) == (1, "input[1]: 'text_pair' must be a str, got int")
+    assert error.render(HTTP_NAMES) == "inputs[1]: 'text_pair' must be a str, got int"
+    with pytest.raises(RequestError, match=r"inputs\[1\]: 'text_pair' must be a str"):
+        parse({"inputs": ["fine", {"text": "ok", "text_pair": 3}]})
+    assert str(InputError("a plain message")) == "a plain message" == InputError("a plain message").render(HTTP_NAMES)
