@@ -31,8 +31,8 @@ from typing import Any, Sequence
 from ortpipe.distributed.shipping import ShippedBundle, materialize, ship_bundle
 from ortpipe.runtime.batching import check_batch_size
 from ortpipe.runtime.errors import InputError, OrtpipeError
-from ortpipe.runtime.stream import (IN_FORMATS, Row, check_on_error, check_record, classify_rows, file_options,
-                                    format_of, output_columns, parquet_schema, parquet_table)
+from ortpipe.runtime.stream import (FileSpec, Row, check_on_error, check_record, classify_rows, file_options,
+                                    output_columns, parquet_schema, parquet_table)
 
 CHUNK_ROWS = 2048
 ACTORS_START_S = 300  # how long the actors may take to start (fetch and check the bundle, load the model)
@@ -66,10 +66,7 @@ def connect(address: str | None = None, quiet: bool = False) -> None:
 class BatchOptions:
     """What every actor needs to turn a block of input rows into output rows."""
 
-    source: str
-    column: str
-    pair_column: str | None
-    keep: tuple[str, ...]
+    spec: FileSpec  # the input file: its format, the text's column, its pair's, those kept
     on_error: str
     batch_size: int | None
     top_k: Any
@@ -101,18 +98,19 @@ class BundleActor:
 
     def __call__(self, batch):
         options = self.options
-        missing = [name for name in (options.column, options.pair_column, *options.keep)
+        spec = options.spec
+        missing = [name for name in (spec.text_column, spec.pair_column, *spec.keep)
                    if name and name not in batch.schema.names]
         if missing:
-            raise InputError(f"{options.source}: no column {missing[0]!r} (it has {batch.schema.names})")
+            raise InputError(f"{spec.path}: no column {missing[0]!r} (it has {batch.schema.names})")
         rows = []
         for record in batch.to_pylist():
-            item, problem = check_record(record, options.column, options.pair_column)
-            rows.append(Row(0, item, {name: record.get(name) for name in options.keep}, problem))
+            item, problem = check_record(record, spec.text_column, spec.pair_column)
+            rows.append(Row(0, item, {name: record.get(name) for name in spec.keep}, problem))
         bad = next((row for row in rows if row.error is not None), None)
         if bad is not None and options.on_error == "raise":
             named = f" ({', '.join(f'{k}={v!r}' for k, v in bad.kept.items())})" if bad.kept else ""
-            raise InputError(f"{options.source}: a row{named}: {bad.error} (pass --on-error skip to write it as an "
+            raise InputError(f"{spec.path}: a row{named}: {bad.error} (pass --on-error skip to write it as an "
                              "error row)")
         records = classify_rows(self.clf, rows, self.call, numbered=False)
         if options.provenance:
@@ -184,7 +182,7 @@ def classify_with_ray(source: str | Path, out: str | Path, *, bundle: str | Path
     """
     started = time.perf_counter()
     source, out = Path(source), Path(out)
-    fmt = format_of(source, in_format, IN_FORMATS, "text")
+    spec = FileSpec.of(source, in_format, column, pair_column, field, keep)
     if not source.exists():
         raise InputError(f"cannot read {source}: no such file")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -193,9 +191,7 @@ def classify_with_ray(source: str | Path, out: str | Path, *, bundle: str | Path
     for name, value in (("threads", threads), ("chunk_rows", chunk_rows), ("actors", actors)):
         if value is not None:
             check_batch_size(value, name)
-    column = "text" if fmt == "text" else (field if fmt == "jsonl" else column)
-    keep = tuple(("text",) if fmt == "text" else ()) if keep is None else tuple(keep)
-    columns = (*output_columns(keep, top_k, numbered=False, windows=return_windows),
+    columns = (*output_columns(spec.keep, top_k, numbered=False, windows=return_windows),
                *(PROVENANCE_COLUMNS if provenance else ()))
 
     ray = import_ray()
@@ -208,9 +204,9 @@ def classify_with_ray(source: str | Path, out: str | Path, *, bundle: str | Path
     context.wait_for_min_actors_s = ACTORS_START_S
     actors = actors or default_actors(threads)
     shipped = ship_bundle(bundle, variant)
-    options = BatchOptions(str(source), column, pair_column, keep, on_error, batch_size, top_k, threads, memory,
-                           provider, provenance, columns, (window, stride, aggregate, return_windows))
-    dataset = read_dataset(source, fmt, column, pair_column).map_batches(
+    options = BatchOptions(spec, on_error, batch_size, top_k, threads, memory, provider, provenance, columns,
+                           (window, stride, aggregate, return_windows))
+    dataset = read_dataset(source, spec.format, spec.text_column, spec.pair_column).map_batches(
         BundleActor, fn_constructor_args=(shipped, options), batch_size=chunk_rows, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=threads, resources=actor_resources)
     try:

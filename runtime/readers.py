@@ -196,6 +196,36 @@ def pyarrow_parquet():
     return pq
 
 
+@dataclass(frozen=True)
+class FileSpec:
+    """Which file, in which format, which columns hold the text (and its pair), and which columns are kept."""
+
+    path: Path
+    format: str
+    column: str = "text"
+    pair_column: str | None = None
+    field: str = "text"
+    keep: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, path: str | Path, in_format: str | None = None, column: str = "text", pair_column: str | None = None,
+           field: str = "text", keep: Sequence[str] | None = None) -> "FileSpec":
+        """The spec of ``path``: its format from ``in_format`` or its extension; ``keep`` None: the text of a
+        text file, nothing otherwise."""
+        fmt = format_of(path, in_format, IN_FORMATS, "text")
+        return cls(Path(path), fmt, column, pair_column, field,
+                   tuple(("text",) if fmt == "text" else ()) if keep is None else tuple(keep))
+
+    @property
+    def text_column(self) -> str:
+        """The column (or field) the text is in, as a table of the file names it."""
+        return "text" if self.format == "text" else self.field if self.format == "jsonl" else self.column
+
+    def rows(self) -> Iterator[Row]:
+        """The file's rows, one at a time."""
+        return read_rows(self.path, self.format, self.column, self.pair_column, self.field, self.keep)
+
+
 def read_rows(path: str | Path, fmt: str, column: str = "text", pair_column: str | None = None,
               field: str = "text", keep: Sequence[str] = ()) -> Iterator[Row]:
     """The rows of ``path`` one at a time (see the module docstring for the formats)."""

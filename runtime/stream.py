@@ -32,8 +32,8 @@ from ortpipe.runtime.call import UNSET, CallOptions
 from ortpipe.runtime.errors import InputError
 from ortpipe.runtime.inputs import normalize_inputs
 from ortpipe.runtime.progress import PROGRESS_SUFFIX, Progress  # noqa: F401 (PROGRESS_SUFFIX: re-exported)
-from ortpipe.runtime.readers import (CHUNK_ROWS, IN_FORMATS, Row, check_on_error, check_record,  # noqa: F401
-                                     count_rows, format_of, read_rows)
+from ortpipe.runtime.readers import (CHUNK_ROWS, IN_FORMATS, FileSpec, Row, check_on_error,  # noqa: F401
+                                     check_record, count_rows, format_of, read_rows)
 from ortpipe.runtime.sinks import (OUT_FORMATS, check_output, open_sink, output_columns,  # noqa: F401
                                    parquet_schema, parquet_table)
 
@@ -83,33 +83,35 @@ def classify_file(clf, source: str | Path, out: str | Path | None = None, *, in_
         aggregate: ``"mean"``, ``"max"`` or ``"first"``.
         return_windows: add each window's span, label and score (a ``windows`` output column).
     """
-    fmt = format_of(source, in_format, IN_FORMATS, "text")
+    spec = FileSpec.of(source, in_format, column, pair_column, field, keep)
     ofmt = "jsonl" if out is None else format_of(out, out_format, OUT_FORMATS, "jsonl")
     check_on_error(on_error)
     check_batch_size(chunk_rows, "chunk_rows")
-    keep = list(("text",) if fmt == "text" else ()) if keep is None else list(keep)
     if resume and (out is None or ofmt == "parquet"):
         raise InputError("resume needs --out in JSON Lines or CSV (a Parquet file cut short has no footer)")
-    rows = read_rows(source, fmt, column, pair_column, field, keep)
+    rows = spec.rows()
     call = file_options(clf, top_k, batch_size, window, stride, aggregate, return_windows)  # before any write
-    columns = output_columns(keep, top_k, windows=return_windows)
+    columns = output_columns(spec.keep, top_k, windows=return_windows)
     out = None if out is None else Path(out)
     tracker = resumed = None
     if out is not None:
-        check_output(Path(source), out)
-        shaping = {k: v for k, v in asdict(call).items() if k not in ("batch_size", "sort_by_length",
-                                                                       "max_batch_tokens")}
-        options = {"format": fmt, "out_format": ofmt, "column": column, "pair_column": pair_column, "field": field,
-                   "keep": keep, "call": shaping, "on_error": on_error}
-        tracker = Progress(out, Path(source), options)
+        check_output(spec.path, out)
+        tracker = Progress(out, spec.path, _fingerprinted(spec, ofmt, call, on_error))
         resumed = tracker.resume_point() if resume else (0, 0, Progress.fresh_digest())
     done = resumed[0] if resumed else 0
     sink = open_sink(out, ofmt, columns, tracker, resumed)
     written, errors = _stream(clf, rows, done, sink, chunk_rows, on_error, call, source,
-                              _progress_bar(Path(source), fmt, done) if progress else None)
+                              _progress_bar(spec.path, spec.format, done) if progress else None)
     if tracker is not None:
         tracker.remove()
     return StreamReport(written, errors, done)
+
+
+def _fingerprinted(spec: FileSpec, out_format: str, call: CallOptions, on_error: str) -> dict:
+    """What a resumed run must share with the interrupted one: the input's reading and the output's shape."""
+    shaping = {k: v for k, v in asdict(call).items() if k not in ("batch_size", "sort_by_length", "max_batch_tokens")}
+    return {"format": spec.format, "out_format": out_format, "column": spec.column, "pair_column": spec.pair_column,
+            "field": spec.field, "keep": list(spec.keep), "call": shaping, "on_error": on_error}
 
 
 def _stream(clf, rows, done: int, sink, chunk_rows: int, on_error: str, call: CallOptions, source,
