@@ -49,6 +49,13 @@ class Retired(ServeError):
     headers = {"Retry-After": "1"}
 
 
+class Unauthorized(ServeError):
+    """No API key, or a wrong one, where the server has keys."""
+
+    status, error_type, reason = 401, "unauthorized", "unauthorized"
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
 class ClientGone(ServeError):
     """The client closed the connection before its answer was ready."""
 

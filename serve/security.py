@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ortpipe.runtime.errors import OrtpipeError
+from ortpipe.serve.errors import Unauthorized
 from ortpipe.serve.protocol import error_responses
 
 API_KEYS_ENV = "ORTPIPE_API_KEYS"
@@ -62,7 +63,7 @@ def document_keys(app, public_metrics: bool) -> None:
                 continue
             for operation in operations.values():
                 operation["security"] = [{"apiKey": []}]
-                operation.setdefault("responses", {}).update(error_responses((401, "no API key, or a wrong one")))
+                operation.setdefault("responses", {}).update(error_responses(401))
         app.openapi_schema = schema
         return schema
 
@@ -96,11 +97,12 @@ class ApiKeyGuard:
             await self.app(scope, receive, send)
             return
         why = "a wrong API key" if given else "no API key"
-        body = json.dumps({"error": f"{why}: send the header 'Authorization: Bearer KEY' with a key the server "
-                                    "was started with (--api-key)", "error_type": "unauthorized"}).encode()
-        await send({"type": "http.response.start", "status": 401,
+        refused = Unauthorized(f"{why}: send the header 'Authorization: Bearer KEY' with a key the server was "
+                               "started with (--api-key)")
+        body = json.dumps(refused.body()).encode()
+        await send({"type": "http.response.start", "status": refused.status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"www-authenticate", b"Bearer")]})
+                                *((k.lower().encode(), v.encode()) for k, v in refused.headers.items())]})
         await send({"type": "http.response.body", "body": body})
 
 
