@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -89,6 +90,26 @@ def malloc_trim():
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return trim
+
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def limit_malloc_arenas(count: int = 2) -> bool:
+    """Cap glibc's malloc arenas at ``count`` (unless ``$MALLOC_ARENA_MAX`` says otherwise); False elsewhere.
+
+    A long-running server whose threads allocate and free whole models (reloads) fragments one arena per
+    thread; with 2 the heap it gives back (``malloc_trim``) stays at its level. Measured in
+    ``tests/test_serve_hostile.py``'s 25 reloads and SIGHUPs under traffic: at rest, the last level was 11-12 %
+    over the level after 5 rounds in 2 of 6 runs with glibc's default arenas, and within 10 % in 6 of 6 with 2.
+    """
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_ARENA_MAX, count))
+    except (OSError, AttributeError):  # not glibc
+        return False
 
 
 class ShrinkPolicy:

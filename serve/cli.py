@@ -189,6 +189,9 @@ def _run_serve(args) -> int:
     except ImportError as exc:
         raise OrtpipeError(f"ortpipe serve needs the serve extra ({exc.name} is missing): "
                            "pip install 'ortpipe[serve]'") from exc
+    from ortpipe.runtime.memory import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before the models load: reloads then give their memory back (see its docstring)
     app, config = _build_app(args, specs)
     server = _draining_server(uvicorn, app, args, config)
     served = ", ".join(f"{name}: {p.bundle_path}, {p.clf.variant}, {p.clf.provider}"
