@@ -192,7 +192,7 @@ async def _lifespan(app: FastAPI):
 def create_app(models: TextClassifier | Mapping[str, TextClassifier | tuple[TextClassifier, ServeConfig]],
                config: ServeConfig = ServeConfig(), batcher_factory: Callable[..., Any] = Batcher,
                request_id_header: bool = True, default_model: str | None = None, api_keys: Sequence[str] = (),
-               public_metrics: bool = False, model_roots: Sequence[str] = (),
+               public_metrics: bool = False, model_roots: Sequence[str] = (), private_docs: bool = False,
                loader: Callable[[str, str, TextClassifier | None], TextClassifier] = default_loader) -> FastAPI:
     """An ASGI app serving one classifier, or several, with the limits of ``config``.
 
@@ -210,6 +210,8 @@ def create_app(models: TextClassifier | Mapping[str, TextClassifier | tuple[Text
         api_keys: with any, every route but ``/health`` needs ``Authorization: Bearer KEY``
             (:mod:`ortpipe.serve.security`), and ``POST /models/{name}/load`` and ``/unload`` exist.
         public_metrics: ``/metrics`` without a key.
+        private_docs: ``/docs`` and ``/openapi.json`` need a key too (by default they are open: the schema
+            holds no secret, and a browser cannot send the key to ``/docs``).
         model_roots: folders under which ``/load`` may read bundles (a model's own path always).
         loader: ``(path, name, old classifier or None) → TextClassifier`` for ``/load``.
     """
@@ -238,7 +240,8 @@ def create_app(models: TextClassifier | Mapping[str, TextClassifier | tuple[Text
     app.add_middleware(PredictFastPath, answer=partial(answer, app.state.ortpipe))
     add_management_routes(app)
     if api_keys:
-        app.add_middleware(ApiKeyGuard, keys=api_keys, public_metrics=public_metrics)  # outermost
+        app.add_middleware(ApiKeyGuard, keys=api_keys, public_metrics=public_metrics,
+                           private_docs=private_docs)  # outermost
         document_keys(app, public_metrics)
     return app
 

@@ -49,6 +49,9 @@ def add_commands(subparsers) -> None:
                         help="require 'Authorization: Bearer KEY' on every route but /health (repeatable; or "
                              "ORTPIPE_API_KEYS=k1,k2); also turns on POST /models/{name}/load and /unload")
     parser.add_argument("--public-metrics", action="store_true", help="with --api-key: /metrics without a key")
+    parser.add_argument("--private-docs", action="store_true",
+                        help="with --api-key: /docs and /openapi.json need a key too (default: open, the schema "
+                             "holds no secret and a browser cannot send the key to /docs)")
     parser.add_argument("--model-root", action="append", metavar="DIR",
                         help="a folder under which POST /models/{name}/load may read bundles (repeatable; a "
                              "model's own bundle path is always allowed)")
@@ -193,6 +196,9 @@ def _run_serve(args) -> int:
 
     limit_malloc_arenas()  # before the models load: reloads then give their memory back (see its docstring)
     app, config = _build_app(args, specs)
+    if config.host not in ("127.0.0.1", "localhost", "::1") and not app.state.ortpipe.served.keys_set:
+        print(f"ortpipe serve: warning: listening on {config.host} without an API key: anyone who can reach this "
+              "port can use every model; give --api-key KEY (or ORTPIPE_API_KEYS)", file=sys.stderr, flush=True)
     server = _draining_server(uvicorn, app, args, config)
     served = ", ".join(f"{name}: {p.bundle_path}, {p.clf.variant}, {p.clf.provider}"
                        for name, p in app.state.served.predictors.items())
@@ -219,6 +225,7 @@ def _build_app(args, specs: list | None):
     try:
         app = create_app(models, config, default_model=args.default_model, api_keys=api_keys,
                          public_metrics=args.public_metrics, model_roots=args.model_root or (),
+                         private_docs=args.private_docs,
                          loader=_loader(args, specs))
     except ValueError as exc:  # a setting this model cannot take (e.g. --window past its limit)
         raise OrtpipeError(str(exc)) from exc

@@ -23,6 +23,9 @@ from ortpipe.serve.protocol import error_responses
 
 API_KEYS_ENV = "ORTPIPE_API_KEYS"
 OPEN_PATHS = ("/health",)
+# the schema and its browser page hold no secret: open with keys on unless --private-docs
+DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/openapi.json")
+DOCS_PREFIX = "/static-offline-docs/"  # Swagger UI's own files, served by the app (fastapi-offline)
 
 
 def api_keys_from(flags: Sequence[str] | None, environ=None) -> tuple[str, ...]:
@@ -82,12 +85,14 @@ def key_matches(given: str, keys: Iterable[str]) -> bool:
 class ApiKeyGuard:
     """Pure ASGI, outermost: refuses every HTTP request without a right ``Authorization: Bearer`` key."""
 
-    def __init__(self, app, keys: Sequence[str], public_metrics: bool = False):
-        self.app, self.keys = app, tuple(keys)
-        self.open = OPEN_PATHS + (("/metrics",) if public_metrics else ())
+    def __init__(self, app, keys: Sequence[str], public_metrics: bool = False, private_docs: bool = False):
+        self.app, self.keys, self.docs_open = app, tuple(keys), not private_docs
+        self.open = OPEN_PATHS + (("/metrics",) if public_metrics else ()) + (() if private_docs else DOCS_PATHS)
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or not self.keys or scope.get("path") in self.open:
+        path = scope.get("path", "")
+        if (scope["type"] != "http" or not self.keys or path in self.open
+                or (self.docs_open and scope.get("method") == "GET" and path.startswith(DOCS_PREFIX))):
             await self.app(scope, receive, send)
             return
         header = next((value for name, value in scope["headers"] if name == b"authorization"), b"")

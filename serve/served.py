@@ -65,7 +65,7 @@ class ServedModels:
         self.predictors, self.default = predictors, default
         self.draining = False
         self._make, self._loader = make, loader
-        self._roots, self._keys_set, self._can_load = tuple(model_roots), keys_set, can_load
+        self._roots, self.keys_set, self._can_load = tuple(model_roots), keys_set, can_load
         self._own = {p.bundle_path for p in predictors.values()}
         self._lock = asyncio.Lock()  # one load at a time: at most two versions of a model alive
         self._busy: dict[str, asyncio.Lock] = {}  # a lock per name that is loading or unloading
@@ -140,7 +140,7 @@ class ServedModels:
         return {"model": name, "unloaded": True}
 
     def _refuse_unless_allowed(self, trusted: bool) -> None:
-        if not self._keys_set and not trusted:
+        if not self.keys_set and not trusted:
             raise RequestError(403, "forbidden", "loading and unloading models over HTTP needs an API key: start "
                                                  "the server with --api-key (or ORTPIPE_API_KEYS)")
         if not self._can_load:

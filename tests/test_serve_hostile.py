@@ -243,3 +243,21 @@ def test_heads_are_bounded_in_size_and_time_and_connections_in_number(bert_bundl
         assert time.monotonic() - started < 5
         assert len(os.listdir(f"/proc/{process.pid}/fd")) < 64
         assert httpx.post(f"{url}/predict", json={"inputs": "still serving"}, timeout=10).status_code == 200
+
+
+def test_docs_stay_open_with_keys_and_a_wide_server_without_one_warns(bert_bundle, tmp_path):
+    """Issue 30: /docs with keys on (unless --private-docs), and a warning when the server listens beyond
+    loopback without a key."""
+    flags = ["--model", f"m={bert_bundle}", "--api-key", KEY]
+    with serving(tmp_path / "open", *flags, headers=AUTH) as (url, _, _log):
+        page = httpx.get(f"{url}/docs", timeout=10)
+        assert page.status_code == 200 and "swagger" in page.text.lower()
+        script = next(part.split('"')[0] for part in page.text.split('src="')[1:] if "swagger-ui-bundle" in part)
+        assert httpx.get(url + script.removeprefix(url), timeout=10).status_code == 200
+        assert "/models/{name}/predict" in httpx.get(f"{url}/openapi.json", timeout=10).json()["paths"]
+        assert httpx.post(f"{url}/models/m/predict", json={"inputs": "x"}, timeout=10).status_code == 401
+    with serving(tmp_path / "private", *flags, "--private-docs", headers=AUTH) as (url, _, _log):
+        assert httpx.get(f"{url}/docs", timeout=10).status_code == 401
+        assert httpx.get(f"{url}/openapi.json", timeout=10).status_code == 401
+    with serving(tmp_path / "wide", "--bundle", str(bert_bundle), "--host", "0.0.0.0") as (url, _, log):
+        assert "without an API key" in log.read_text() and "--api-key" in log.read_text()
