@@ -33,10 +33,20 @@ def _ray_serve(args, config, specs) -> int:
     return serve(args, config, specs)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ortpipe")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every subcommand's parser; ``--engine ray`` runs through ``ray_classify`` and ``ray_serve``."""
     parser = argparse.ArgumentParser(prog="ortpipe", description="Run a fine-tuned text classifier fast and lean: "
                                      "classify texts and files, check a machine, export a model, benchmark, serve.")
+    parser.add_argument("--version", action="version", version=f"ortpipe {_version()}")
     parser.set_defaults(ray_classify=_ray_classify, ray_serve=_ray_serve)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for package in (runtime_cli, export_cli, bench_cli, serve_cli):

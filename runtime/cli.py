@@ -14,6 +14,14 @@ import sys
 from ortpipe.runtime.errors import InputError
 
 
+def _columns(raw: str) -> list[str]:
+    """``--keep id,title``: the column names, one value per flag (so ``--keep id "a text"`` keeps ``id`` only)."""
+    names = [name.strip() for name in raw.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected column names separated by commas, got {raw!r}")
+    return names
+
+
 def add_memory_argument(parser) -> None:
     """``--memory lean|fast|…`` (default ``$ORTPIPE_MEMORY`` or lean), for every command that loads a model."""
     from ortpipe.runtime.memory import ALIASES, DEFAULT_MEMORY, SETTINGS
@@ -45,8 +53,9 @@ def _add_classify(subparsers) -> None:
     parser.add_argument("--column", default="text", help="CSV/TSV/Parquet column holding the text (default text)")
     parser.add_argument("--pair-column", help="column holding the second text of a pair")
     parser.add_argument("--field", default="text", help="JSON Lines field holding the text (default text)")
-    parser.add_argument("--keep", nargs="+", metavar="COLUMN",
-                        help="input columns copied into each output row (default: the text, for a text file)")
+    parser.add_argument("--keep", type=_columns, action="extend", metavar="COLUMN[,COLUMN…]",
+                        help="input columns copied into each output row, comma-separated or one per --keep (a "
+                             "word after it is a TEXT, not a column); default: the text, for a text file")
     parser.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                         help="a bad row (empty, not UTF-8, missing column) stops the run with its row number "
                              "(raise), or is written with an error field (skip)")

@@ -21,7 +21,7 @@ class OrtpipeError(Exception):
 
 # how the Python API names an input and the options a message may point to; a protocol renders its own
 PYTHON_NAMES = {"inputs": "input", "truncate_hint": "pass truncation=True", "truncation_off": "truncation=False",
-                "window": "window=…"}
+                "window": "window=…", "window_hint": "window='auto'"}
 
 
 class InputError(OrtpipeError, ValueError):

@@ -160,7 +160,8 @@ class TextTokenizer:
             for index, encoding in enumerate(encodings):
                 if len(encoding.ids) > self.max_length:
                     raise InputError.about("{item} has {tokens} tokens, more than the model's limit of {limit}; "
-                                           "{truncate_hint} to cut it", index, tokens=len(encoding.ids),
+                                           "{truncate_hint} to cut it, or {window_hint} to classify it whole "
+                                           "through windows", index, tokens=len(encoding.ids),
                                            limit=self.max_length)
         return encodings
 

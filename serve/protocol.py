@@ -34,7 +34,7 @@ from ortpipe.serve.errors import STATUS_MEANINGS, ServeError
 
 # the names a /predict body gives what the Python API calls input[i], truncation=… and window=…
 HTTP_NAMES = {"inputs": "inputs", "truncate_hint": 'send "truncate": true', "truncation_off": '"truncate": false',
-              "window": '"window"'}
+              "window": '"window"', "window_hint": '"window": "auto"'}
 WINDOW_KEYS = {"window", "stride", "aggregate", "return_windows"}
 KNOWN_KEYS = {"inputs", "parameters", "truncate", "truncation", "truncation_direction", "raw_scores", "top_k",
               "function_to_apply", *WINDOW_KEYS}

@@ -124,3 +124,37 @@ def test_window_flag_takes_auto_or_a_number(bert_bundle, capsys):
     with pytest.raises(SystemExit):
         main(["classify", "--bundle", str(bert_bundle), "--window", "big", "text"])
     assert "expected a number of tokens or 'auto', got 'big'" in capsys.readouterr().err
+
+
+def test_keep_takes_one_value_per_flag_or_a_comma_list_and_leaves_the_texts_alone(capsys):
+    """Issue 30, item 10: ``--keep id "hello"`` kept both as columns, then read stdin for the texts."""
+    from ortpipe.cli import build_parser
+
+    args = build_parser().parse_args(["classify", "--keep", "id", "hello"])
+    assert (args.keep, args.texts) == (["id"], ["hello"])
+    args = build_parser().parse_args(["classify", "--keep", "id,title", "--keep", "date", "a text"])
+    assert (args.keep, args.texts) == (["id", "title", "date"], ["a text"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["classify", "--keep", "id,,x"])
+    assert "expected column names separated by commas" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    from ortpipe.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("ortpipe ")
+
+
+def test_a_text_over_the_limit_names_both_ways_out(bert_bundle):
+    """Issue 30, item 8: one wording everywhere, naming the window as well as truncation."""
+    from ortpipe.runtime import InputError, TextClassifier
+    from ortpipe.serve.protocol import HTTP_NAMES
+
+    clf = TextClassifier.load(bert_bundle, variant="optimized")
+    with pytest.raises(InputError) as caught:
+        clf(["fine", "word " * 500], truncation=False)
+    assert "input[1] has 502 tokens" in str(caught.value) and "window='auto' to classify it whole" in str(caught.value)
+    over_http = caught.value.render(HTTP_NAMES)
+    assert 'inputs[1]' in over_http and 'send "truncate": true' in over_http and '"window": "auto"' in over_http
