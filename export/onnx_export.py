@@ -44,6 +44,33 @@ def resolve_model(model: str) -> tuple[str, bool]:
     return model, False
 
 
+HUB_CONNECT_S = 3.0
+
+
+def _refuse_unless_hub_reachable(model: str) -> None:
+    """An ``ExportError`` at once when the hub is offline or does not answer, instead of the hub client's
+    retries (30 s of "Retrying in 8s [Retry 5/5]" before the same answer)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    why = None
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        why = "HF_HUB_OFFLINE is set"
+    else:
+        endpoint = urlparse(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
+        port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+        try:
+            socket.create_connection((endpoint.hostname, port), timeout=HUB_CONNECT_S).close()
+        except OSError as exc:
+            why = f"{endpoint.hostname}:{port} did not answer within {HUB_CONNECT_S:g} s ({exc})"
+    if why:
+        raise ExportError(f"{model!r} is not a local folder, and the Hugging Face Hub could not be reached to "
+                          f"fetch it ({why}). Pass the path of a downloaded checkpoint instead.")
+
+
 def export_onnx(model: str, out_dir: Path, opset: int | None = None, atol: float = 1e-4) -> ExportedGraph:
     """Export a sequence classifier to ``out_dir/model.onnx`` with optimum.
 
@@ -61,6 +88,8 @@ def export_onnx(model: str, out_dir: Path, opset: int | None = None, atol: float
 
     name, is_local = resolve_model(model)
     logging.getLogger("optimum").setLevel(logging.ERROR)
+    if not is_local:
+        _refuse_unless_hub_reachable(model)
     try:
         main_export(name, output=out_dir, task=TASK, opset=opset, atol=atol, do_validation=True,
                     local_files_only=is_local, library_name="transformers")

@@ -176,3 +176,12 @@ def test_folder_without_config_is_rejected(tmp_path):
 def test_logits_are_float32(bert_bundle):
     clf = TextClassifier.load(bert_bundle, variant="fp32")
     assert clf.infer(clf.tokenize(["a", "b c"])).dtype == np.float32
+
+
+def test_an_unreachable_hub_fails_at_once_without_retries(tmp_path, monkeypatch):
+    """Issue 30, item 9: the hub client retried for 30 s before the same answer; the one connect attempt
+    that refuses first is what this message names."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens there
+    with pytest.raises(ExportError, match=r"could not be reached to fetch it \(127\.0\.0\.1:9 did not answer"):
+        export_onnx("someone/some-model", tmp_path)
