@@ -40,7 +40,7 @@ from ortpipe.serve.errors import ServeError
 from ortpipe.serve.management import add_management_routes, default_loader
 from ortpipe.serve.metrics import ServerMetrics
 from ortpipe.serve.predictor import TIMEOUT_HEADER, Predictor, single_thread_model  # noqa: F401 (re-exported)
-from ortpipe.serve.protocol import PREDICT_BODY_SCHEMA, RequestError, error_responses
+from ortpipe.serve.protocol import PAIR_WARNING, PREDICT_BODY_SCHEMA, RequestError, error_responses, reads_as_pair
 from ortpipe.serve.scheduler import Scheduler
 from ortpipe.serve.security import ApiKeyGuard, document_keys
 from ortpipe.serve.served import ServedModels, bundle_digest
@@ -96,7 +96,7 @@ async def answer(server: ServerState, receive, header, model: str | None = None)
             body = {k: v for k, v in body.items() if k != "model"}
         payload = await predictor.predict(body, header(TIMEOUT_HEADER), timings,
                                           partial(unless_disconnected, receive))
-        status, extra = 200, {}
+        status, extra = 200, ({"Warning": PAIR_WARNING} if reads_as_pair(body) else {})
     except ServeError as exc:  # each refusal's status, body and headers are its class's
         status, payload, extra = exc.status, exc.body(), exc.headers
         counted.rejections.labels(exc.reason).inc()

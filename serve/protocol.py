@@ -113,6 +113,16 @@ def _items(inputs: Any) -> tuple[list, bool]:
     return items, False
 
 
+PAIR_WARNING = ('299 ortpipe "inputs of two strings are read as one text pair, as TEI reads them; send '
+                '[[\\"a\\"], [\\"b\\"]] for two texts"')
+
+
+def reads_as_pair(body: Any) -> bool:
+    """Whether ``body``'s ``inputs`` is TEI's ``[text, text_pair]``: two strings, read as one pair."""
+    inputs = body.get("inputs") if isinstance(body, dict) else None
+    return isinstance(inputs, list) and len(inputs) == 2 and all(isinstance(x, str) for x in inputs)
+
+
 def _flag(value: Any, name: str, default: bool) -> bool:
     if value is None:
         return default

@@ -344,3 +344,12 @@ def test_sigterm_finishes_every_request_in_flight_then_exits_0(bert_bundle, tmp_
         assert all(len(r.json()) == 64 for r in responses)
         assert min(finished) > signalled, "the requests were not in flight when SIGTERM came"
         assert process.wait(timeout=30) == 0
+
+
+def test_two_strings_are_one_pair_and_the_answer_says_so(server):
+    """Issue 30, item 1: TEI reads ["a", "b"] as one pair; a Warning header tells a user who meant two texts."""
+    pair = _post(server, {"inputs": ["I was charged twice", "the app crashes"]})
+    assert pair.status_code == 200 and isinstance(pair.json()[0], dict)  # one answer: one pair
+    assert "read as one text pair" in pair.headers["warning"]
+    batch = _post(server, {"inputs": [["I was charged twice"], ["the app crashes"]]})
+    assert len(batch.json()) == 2 and "warning" not in batch.headers
