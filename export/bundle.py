@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from ortpipe.export.data import LabelledTexts, read_labelled_tsv
+from ortpipe.export.data import DataError, LabelledTexts, read_labelled_tsv
 from ortpipe.export.variants import (FP16_PROBE_MAX_ABS_DIFF, VARIANT_FILES, Candidate, Source, export_source,
                                      fp16_variant, fp32_variant, int8_variant, optimized_variant)
 from ortpipe.export.onnx_export import ExportError
@@ -116,14 +116,19 @@ def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildO
     out_dir = Path(out_dir)
     if options.quantize not in (None, "int8"):
         raise ExportError(f"quantization {options.quantize!r} is not supported; use 'int8'")
-    eval_set = read_labelled_tsv(options.eval_data, limit=options.eval_limit) if options.eval_data else None
-    steps = 4 + bool(options.optimize) + bool(options.quantize) + options.fp16 + (eval_set is not None)
+    if options.eval_data and not Path(options.eval_data).is_file():  # refused before the export's minutes
+        raise DataError(f"labelled data file not found: {options.eval_data}")
+    eval_set = None
+    steps = 4 + bool(options.optimize) + bool(options.quantize) + options.fp16 + bool(options.eval_data)
     progress = Progress(steps, echo)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-staging-", dir=out_dir.parent))
     try:
         progress.step(f"exporting {model} to ONNX with optimum")
         source = export_source(model, staging, options)
+        if options.eval_data:  # read once the model's label names are known: labels may be ids or names
+            eval_set = read_labelled_tsv(options.eval_data, limit=options.eval_limit,
+                                         label2id={v: k for k, v in source.torch_model.config.id2label.items()})
 
         _check_window(options.window, source.tokenizer.max_length)
         variants = _build_variants(source, staging, options, progress, eval_set)

@@ -36,7 +36,9 @@ def add_commands(subparsers) -> None:
     export.add_argument("--no-fp16", dest="fp16", action="store_false",
                         help="skip the float16 variant for CUDA (validated at load on the first CUDA machine)")
     export.add_argument("--eval-data", type=Path,
-                        help="labelled TSV (sentence<TAB>label) to measure each variant's accuracy on")
+                        help="labelled TSV to measure each variant's accuracy on: a header row 'sentence<TAB>label', "
+                             "then one text and its label per line; a label is the model's label id or one of its "
+                             "label names (any case)")
     export.add_argument("--atol", type=float, default=1e-4, help="max |Δlogit| against PyTorch (default 1e-4)")
     export.add_argument("--opset", type=int, help="ONNX opset (default: optimum's choice)")
     export.add_argument("--threads", type=int, help="ONNX Runtime threads for validation and timing")

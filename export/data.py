@@ -25,15 +25,17 @@ class LabelledTexts:
         return len(self.texts)
 
 
-def read_labelled_tsv(path: str | Path, limit: int | None = None) -> LabelledTexts:
+def read_labelled_tsv(path: str | Path, limit: int | None = None,
+                      label2id: dict[str, int] | None = None) -> LabelledTexts:
     """Read a ``sentence<TAB>label`` file with a header row.
 
     Args:
         path: the TSV file, e.g. ``../shared/data/sst2/test.tsv``.
         limit: keep only the first ``limit`` rows.
+        label2id: the model's label names (``billing`` → 2, any case): a label may then be a name or an id.
 
     Raises:
-        DataError: the file is missing, has no such columns, or a label is not an int.
+        DataError: the file is missing, has no such columns, or a label is neither an id nor a known name.
     """
     path = Path(path)
     if not path.is_file():
@@ -47,16 +49,27 @@ def read_labelled_tsv(path: str | Path, limit: int | None = None) -> LabelledTex
             raise DataError(f"{path}: header lacks column(s) {sorted(missing)}; "
                             "expected 'sentence<TAB>label'")
         for line_no, row in enumerate(reader, start=2):
-            try:
-                labels.append(int(row["label"]))
-            except (TypeError, ValueError) as exc:
-                raise DataError(f"{path}:{line_no}: label {row['label']!r} is not an integer") from exc
+            labels.append(_label_id(row["label"], label2id, f"{path}:{line_no}"))
             texts.append(row["sentence"].strip())
             if limit is not None and len(texts) >= limit:
                 break
     if not texts:
         raise DataError(f"{path}: no rows")
     return LabelledTexts(path=path, texts=texts, labels=labels)
+
+
+def _label_id(raw, label2id: dict[str, int] | None, where: str) -> int:
+    """A label as the model's id: an integer, or (with ``label2id``) one of its names in any case."""
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        pass
+    by_name = {name.lower(): index for name, index in (label2id or {}).items()}
+    if isinstance(raw, str) and raw.strip().lower() in by_name:
+        return by_name[raw.strip().lower()]
+    known = f"; the model's labels are {sorted(label2id, key=label2id.get)}" if label2id else ""
+    raise DataError(f"{where}: label {raw!r} is neither a label id (an integer) nor one of the model's label "
+                    f"names{known}")
 
 
 def sst2_dir() -> Path:

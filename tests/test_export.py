@@ -185,3 +185,21 @@ def test_an_unreachable_hub_fails_at_once_without_retries(tmp_path, monkeypatch)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens there
     with pytest.raises(ExportError, match=r"could not be reached to fetch it \(127\.0\.0\.1:9 did not answer"):
         export_onnx("someone/some-model", tmp_path)
+
+
+def test_eval_labels_may_be_the_models_label_names(checkpoints, tmp_path):
+    """Issue 30, item 5: a user's labelled file names its labels; ids still work, and a name the model does not
+    have is an error listing the ones it has."""
+    from ortpipe.export.data import DataError
+
+    data = tmp_path / "eval.tsv"
+    data.write_text("sentence\tlabel\n" + "".join(f"{t}\t{['label_a', 'LABEL_B', 2][i % 3]}\n"
+                                                  for i, t in enumerate(PROBE_TEXTS)))
+    manifest = build_bundle(str(checkpoints["bert"]), tmp_path / "b", BuildOptions(eval_data=data, fp16=False),
+                            echo=lambda line: None)
+    assert 0.0 <= manifest.variants["fp32"].validation["accuracy"] <= 1.0
+    data.write_text("sentence\tlabel\nfine\tbilling\n")
+    with pytest.raises(DataError, match=r"label 'billing' is neither a label id .* the model's labels are "
+                                         r"\['LABEL_A', 'LABEL_B', 'LABEL_C'\]"):
+        build_bundle(str(checkpoints["bert"]), tmp_path / "c", BuildOptions(eval_data=data, fp16=False),
+                     echo=lambda line: None)
