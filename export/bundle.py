@@ -26,6 +26,7 @@ from ortpipe.export.variants import (FP16_PROBE_MAX_ABS_DIFF, VARIANT_FILES, Can
 from ortpipe.export.onnx_export import ExportError
 from ortpipe.export.optimize import attention_shape
 from ortpipe.export.validate import PROBE_TEXTS, accuracy
+from ortpipe.runtime.check import export_gate_summary
 from ortpipe.runtime.inference import OnnxModel
 from ortpipe.runtime.machine import describe_machine
 from ortpipe.runtime.manifest import Manifest, Variant, sha256_of
@@ -167,8 +168,8 @@ def _build_variants(source: Source, staging: Path, options: BuildOptions, progre
         progress.step(f"measuring accuracy on {len(eval_set)} labelled texts from {eval_set.path.name}")
         _score_accuracy(variants, source.tokenizer, eval_set, options.max_accuracy_drop)
     if "int8" in variants and not variants["int8"].validation["passed"]:
-        progress.echo("      warning: int8 variant failed its agreement/accuracy gate; "
-                      "it is kept but will not be the default")
+        progress.echo(f"      warning: int8 {export_gate_summary(variants['int8'].validation)}; it is kept but "
+                      "will not be the default")
     return variants
 
 

@@ -127,6 +127,21 @@ def needs_check(bundle: Bundle) -> bool:
     return bundle.variant.quantized
 
 
+def export_gate_summary(validation: dict) -> str | None:
+    """What a quantized variant's export gate measured, with its limits (None when it recorded no gate).
+
+    The one wording ``ortpipe export`` prints and ``ortpipe doctor`` shows beside its own probe check.
+    """
+    if "min_label_agreement" not in validation or "label_agreement" not in validation:
+        return None
+    parts = [f"label agreement with fp32 {validation['label_agreement']:.2%} (gate ≥ "
+             f"{validation['min_label_agreement']:.2%}) on {validation.get('texts', '?')} texts"]
+    if "accuracy_drop" in validation:
+        parts.append(f"accuracy {validation['accuracy_drop'] * 100:+.2f} points below fp32 "
+                     f"(gate ≤ {validation['max_accuracy_drop'] * 100:.2f}) on {validation.get('accuracy_data', '?')}")
+    return f"{'passed' if validation.get('passed') else 'FAILED'} at export: " + "; ".join(parts)
+
+
 def fallback_message(bundle: Bundle, report: ProbeReport, fallback: str, cpu: str) -> str:
     """The one warning ``load()`` logs when it replaces the default variant."""
     return (f"ortpipe: bundle {bundle.path}: the default variant {report.variant!r} failed its probe check "

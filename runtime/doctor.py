@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ortpipe.runtime.bundle import default_bundle_dir, open_bundle
-from ortpipe.runtime.check import choose_cuda_variant, choose_variant
+from ortpipe.runtime.check import choose_cuda_variant, choose_variant, export_gate_summary
 from ortpipe.runtime.classifier import TextClassifier
 from ortpipe.runtime.errors import BundleError
 from ortpipe.runtime.machine import describe_machine, isa_summary
@@ -72,7 +72,7 @@ def diagnose(bundle_path: str | Path | None = None, provider: str = "auto", thre
             "quantized": variant.quantized, "provider": clf.provider, "probe_ms": report.probe_ms,
             "export_single_ms": variant.details.get("timing_cpu", {}).get("single_sentence_ms"),
             "validated_on": isa_summary(exported) if exported else None,
-            "placement": clf.model.placement(),
+            "placement": clf.model.placement(), "export_gate": export_gate_summary(variant.validation),
         }
     unloadable = variants[manifest.default_variant]["provider"] is None
     if on_cuda and "fp16" in reports:
@@ -136,6 +136,8 @@ def format_report(report: dict) -> str:
                      + ("" if one_place else f"  {v['validated_on'] or 'not recorded'}"))
         if not v["passed"]:
             lines.append(f"{'':<10} why: {v['reason']}")
+        if v.get("export_gate"):  # the export's own gate, beside this machine's probe check above
+            lines.append(f"{'':<10} {v['export_gate']}")
         off_device = off_device_ops(v["placement"], v["provider"] or "")
         if off_device:
             lines.append(f"{'':<10} on the CPU, not CUDA: {off_device}")

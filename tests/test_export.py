@@ -203,3 +203,16 @@ def test_eval_labels_may_be_the_models_label_names(checkpoints, tmp_path):
                                          r"\['LABEL_A', 'LABEL_B', 'LABEL_C'\]"):
         build_bundle(str(checkpoints["bert"]), tmp_path / "c", BuildOptions(eval_data=data, fp16=False),
                      echo=lambda line: None)
+
+
+def test_export_and_doctor_give_the_int8_gate_with_its_numbers(checkpoints, tmp_path, capsys):
+    """Issue 30, item 7: export said 'failed its gate' with no numbers, and doctor showed only its own probe."""
+    from ortpipe.cli import main
+
+    lines: list[str] = []
+    build_bundle(str(checkpoints["bert"]), tmp_path / "b", BuildOptions(min_int8_agreement=1.01, fp16=False),
+                 echo=lines.append)
+    warning = next(line for line in lines if "warning: int8" in line)
+    assert "FAILED at export: label agreement with fp32" in warning and "(gate ≥ 101.00%)" in warning
+    assert main(["doctor", "--bundle", str(tmp_path / "b")]) == 0
+    assert "FAILED at export: label agreement with fp32" in capsys.readouterr().out
