@@ -256,6 +256,11 @@ def test_docs_stay_open_with_keys_and_a_wide_server_without_one_warns(bert_bundl
         assert httpx.get(url + script.removeprefix(url), timeout=10).status_code == 200
         assert "/models/{name}/predict" in httpx.get(f"{url}/openapi.json", timeout=10).json()["paths"]
         assert httpx.post(f"{url}/models/m/predict", json={"inputs": "x"}, timeout=10).status_code == 401
+        # issue 30, item 3: a second model through InferenceClient, at its /predict URL (what docs/serving.md shows)
+        hub = pytest.importorskip("huggingface_hub")
+        found = hub.InferenceClient(model=f"{url}/models/m/predict", token=KEY, timeout=30).text_classification("x")
+        expected = httpx.post(f"{url}/models/m/predict", json={"inputs": "x"}, headers=AUTH, timeout=10).json()
+        assert found[0].label == expected[0]["label"]
     with serving(tmp_path / "private", *flags, "--private-docs", headers=AUTH) as (url, _, _log):
         assert httpx.get(f"{url}/docs", timeout=10).status_code == 401
         assert httpx.get(f"{url}/openapi.json", timeout=10).status_code == 401
