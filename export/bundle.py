@@ -12,6 +12,7 @@ with labelled data, stay within ``max_accuracy_drop`` of fp32's accuracy.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -142,12 +143,20 @@ def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildO
         manifest.write(staging)
         if out_dir.exists():
             shutil.rmtree(out_dir)
+        _readable_by_others(staging)  # mkdtemp makes it drwx------: a service user must be able to read it
         staging.rename(out_dir)
         progress.finish()
         return manifest
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _readable_by_others(folder: Path) -> None:
+    """The bundle folder as a plain ``mkdir`` would make it (0777 less the umask), its files left as written."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
 
 
 def _build_variants(source: Source, staging: Path, options: BuildOptions, progress: Progress,

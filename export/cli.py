@@ -18,7 +18,9 @@ def _require_export_extra() -> None:
         import transformers  # noqa: F401
     except ImportError as exc:
         raise OrtpipeError(f"this command needs the export extra ({exc.name} is missing): "
-                           "pip install 'ortpipe[export]'") from exc
+                           "pip install torch==2.13.0 first (the CPU build; an unpinned torch pulls a CUDA build of "
+                           "several GB), then pip install 'ortpipe[export]'. Or build the bundle on another machine "
+                           "and copy its folder here: the runtime needs only that") from exc
 
 
 def add_commands(subparsers) -> None:

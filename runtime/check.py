@@ -137,8 +137,8 @@ def export_gate_summary(validation: dict) -> str | None:
     parts = [f"label agreement with fp32 {validation['label_agreement']:.2%} (gate ≥ "
              f"{validation['min_label_agreement']:.2%}) on {validation.get('texts', '?')} texts"]
     if "accuracy_drop" in validation:
-        parts.append(f"accuracy {validation['accuracy_drop'] * 100:+.2f} points below fp32 "
-                     f"(gate ≤ {validation['max_accuracy_drop'] * 100:.2f}) on {validation.get('accuracy_data', '?')}")
+        parts.append(f"accuracy {-validation['accuracy_drop'] * 100:+.2f} points against fp32 (gate: at most "
+                     f"{validation['max_accuracy_drop'] * 100:.2f} below) on {validation.get('accuracy_data', '?')}")
     return f"{'passed' if validation.get('passed') else 'FAILED'} at export: " + "; ".join(parts)
 
 

@@ -76,3 +76,19 @@ def test_a_missing_default_file_means_load_picks_nothing(bundle_copy, capsys):
     (bundle_copy / manifest["variants"][manifest["default_variant"]]["file"]).unlink()
     code, out = _doctor(capsys, "--bundle", str(bundle_copy))
     assert code == 1 and "load() picks nothing: load() without a variant fails here" in out
+
+
+def test_a_bundle_shipped_with_only_its_int8_variant_loads_and_checks(bundle_copy, tmp_path, capsys):
+    """Issue 30, item 4: build once, copy only what is served (int8, tokenizer, manifest, probes)."""
+    import shutil
+
+    make_int8_the_default(bundle_copy)
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    for name in ("ortpipe.json", "tokenizer.json", "probes.json", "model.int8.onnx"):
+        shutil.copy(bundle_copy / name, shipped / name)
+    from ortpipe.runtime import TextClassifier
+
+    assert TextClassifier.load(shipped).variant == "int8"
+    code, out = _doctor(capsys, "--bundle", str(shipped))
+    assert code == 0 and "load() picks 'int8'" in out and "model.onnx is missing" in out

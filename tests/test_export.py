@@ -216,3 +216,16 @@ def test_export_and_doctor_give_the_int8_gate_with_its_numbers(checkpoints, tmp_
     assert "FAILED at export: label agreement with fp32" in warning and "(gate ≥ 101.00%)" in warning
     assert main(["doctor", "--bundle", str(tmp_path / "b")]) == 0
     assert "FAILED at export: label agreement with fp32" in capsys.readouterr().out
+
+
+def test_a_bundle_folder_is_readable_by_other_users(checkpoints, tmp_path):
+    """Issue 30, item 4: the folder came out drwx------ (the staging folder's mode), so a service user could not
+    read a bundle an admin exported."""
+    import os
+    import stat
+
+    build_bundle(str(checkpoints["bert"]), tmp_path / "b", BuildOptions(fp16=False), echo=lambda line: None)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "b").stat().st_mode) == 0o777 & ~umask
+    assert (tmp_path / "b").stat().st_mode & stat.S_IROTH or umask & 0o004
