@@ -7,6 +7,7 @@ import asyncio
 import json
 import socket
 import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,19 +25,21 @@ def server(command: list[str], port: int, ready_timeout: float = 120.0, env: dic
     """Run ``command`` (a server on 127.0.0.1:``port``); yield (url, process) once ``/ready`` answers 200.
 
     ``headers`` go with each ``/ready`` poll (an ``Authorization`` for a server started with ``--api-key``);
-    with ``log``, the server's stderr is written there (for a test to read every line it printed).
+    the server's stderr is written to ``log`` (for a test to read every line it printed), else to a temporary
+    file: never a pipe, which a server's access log would fill and then block on.
 
     The process is terminated (SIGTERM, then SIGKILL after 30 s) on the way out.
     """
     import httpx
 
-    err = open(log, "w") if log is not None else subprocess.PIPE
+    err = open(log, "w") if log is not None else tempfile.TemporaryFile("w+")
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, text=True, env=env)
     try:
         deadline = time.monotonic() + ready_timeout
         while True:
             if process.poll() is not None:
-                said = log.read_text() if log is not None else process.stderr.read()
+                err.flush()
+                said = log.read_text() if log is not None else (err.seek(0), err.read())[1]
                 raise RuntimeError(f"{command[:4]} exited: {said[-2000:]}")
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1, headers=headers).status_code == 200:
@@ -54,8 +57,7 @@ def server(command: list[str], port: int, ready_timeout: float = 120.0, env: dic
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
-        if log is not None:
-            err.close()
+        err.close()
 
 
 class RawHttpClient:

@@ -21,6 +21,8 @@ handlers here are plain functions that read it.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -46,6 +48,8 @@ from ortpipe.serve.security import ApiKeyGuard, document_keys
 from ortpipe.serve.served import ServedModels, bundle_digest
 
 MODEL_PREDICT_ROUTES = ("/models/{name}/predict",)
+# one line per request (ortpipe serve turns it on; --no-access-log leaves it off)
+ACCESS_LOG = logging.getLogger("ortpipe.access")
 NAME_PARAMETER = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
                   "description": "a model's name (GET /models lists them)"}
 PREDICT_STATUSES = (400, 404, 408, 413, 422, 429, 499, 500, 503, 504)
@@ -81,6 +85,7 @@ async def answer(server: ServerState, receive, header, model: str | None = None)
     ``model``: the name in the path (``/models/{name}/predict``); else the body's ``model``; else the default.
     """
     request_id = header("x-request-id") or uuid.uuid4().hex
+    started = time.perf_counter()
     timings = {"x-queue-time": 0.0, "x-tokenization-time": 0.0, "x-inference-time": 0.0}
     counted, served = server.metrics.unrouted, server.served
     try:
@@ -103,6 +108,9 @@ async def answer(server: ServerState, receive, header, model: str | None = None)
     except Exception as exc:  # the model failed on this batch; the server goes on
         status, payload, extra = 500, {"error": f"{type(exc).__name__}: {exc}", "error_type": "backend"}, {}
     counted.requests.labels("predict", str(status)).inc()
+    if ACCESS_LOG.isEnabledFor(logging.INFO):
+        ACCESS_LOG.info("predict model=%s status=%d ms=%.1f id=%s", counted.name or "-", status,
+                        (time.perf_counter() - started) * 1000, request_id)
     headers = [*([("x-request-id", request_id)] if server.request_id_header else []), *extra.items(),
                *((name, f"{seconds * 1000:.3f}") for name, seconds in timings.items())]
     return status, json_bytes(payload), headers
@@ -240,8 +248,8 @@ def create_app(models: TextClassifier | Mapping[str, TextClassifier | tuple[Text
     app.add_middleware(PredictFastPath, answer=partial(answer, app.state.ortpipe))
     add_management_routes(app)
     if api_keys:
-        app.add_middleware(ApiKeyGuard, keys=api_keys, public_metrics=public_metrics,
-                           private_docs=private_docs)  # outermost
+        app.add_middleware(ApiKeyGuard, keys=api_keys, public_metrics=public_metrics, private_docs=private_docs,
+                           on_refused=lambda: metrics.unrouted.rejections.labels("unauthorized").inc())  # outermost
         document_keys(app, public_metrics)
     return app
 

@@ -49,6 +49,9 @@ def add_commands(subparsers) -> None:
                         help="require 'Authorization: Bearer KEY' on every route but /health (repeatable; or "
                              "ORTPIPE_API_KEYS=k1,k2); also turns on POST /models/{name}/load and /unload")
     parser.add_argument("--public-metrics", action="store_true", help="with --api-key: /metrics without a key")
+    parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
+                        help="one line on stderr per request (model, status, milliseconds, request id) and per "
+                             "load or unload (default on; --no-access-log silences it)")
     parser.add_argument("--private-docs", action="store_true",
                         help="with --api-key: /docs and /openapi.json need a key too (default: open, the schema "
                              "holds no secret and a browser cannot send the key to /docs)")
@@ -195,6 +198,7 @@ def _run_serve(args) -> int:
     from ortpipe.runtime.memory import limit_malloc_arenas
 
     limit_malloc_arenas()  # before the models load: reloads then give their memory back (see its docstring)
+    _access_log(args.access_log)
     app, config = _build_app(args, specs)
     if config.host not in ("127.0.0.1", "localhost", "::1") and not app.state.ortpipe.served.keys_set:
         print(f"ortpipe serve: warning: listening on {config.host} without an API key: anyone who can reach this "
@@ -205,6 +209,19 @@ def _run_serve(args) -> int:
     print(f"ortpipe serve: http://{config.host}:{config.port} ({served})", file=sys.stderr, flush=True)
     server.run()
     return 0
+
+
+def _access_log(on: bool) -> None:
+    """``ortpipe.access`` lines on stderr, ``ortpipe serve: …`` as the server's other lines."""
+    import logging
+
+    log = logging.getLogger("ortpipe.access")
+    log.propagate = False
+    if on:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("ortpipe serve: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
 
 
 def _build_app(args, specs: list | None):
@@ -249,6 +266,9 @@ def _draining_server(uvicorn, app, args, config: ServeConfig):
         """
 
         def handle_exit(self, sig, frame) -> None:
+            if not app.state.served.draining:
+                print(f"ortpipe serve: signal {sig}: draining (refusing new requests, finishing those in flight, "
+                      f"at most {config.drain_s:g} s)", file=sys.stderr, flush=True)
             start_draining(app)
             super().handle_exit(sig, frame)
 

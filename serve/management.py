@@ -6,6 +6,8 @@ They exist on every app and refuse (403) unless the server has API keys; a body 
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -14,6 +16,7 @@ from ortpipe.serve.asgi import parse_json, read_body
 from ortpipe.serve.errors import ServeError
 from ortpipe.serve.protocol import error_responses, invalid
 
+ACCESS_LOG = logging.getLogger("ortpipe.access")  # the same log as /predict's lines
 LOAD_BODY = {"type": "object", "additionalProperties": False, "properties": {"bundle": {
     "type": "string", "description": "a bundle folder (default: the model's own path again)"}}}
 
@@ -26,11 +29,14 @@ def default_loader(path: str, name: str, old: TextClassifier | None) -> TextClas
     return TextClassifier.load(path, **old.load_options.as_kwargs())
 
 
-async def _answer(work) -> JSONResponse:
+async def _answer(work, what: str) -> JSONResponse:
     try:
-        return JSONResponse(await work)
+        done = await work
     except ServeError as exc:
+        ACCESS_LOG.info("%s status=%d %s", what, exc.status, exc)
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+    ACCESS_LOG.info("%s status=200 %s", what, done)
+    return JSONResponse(done)
 
 
 async def load_route(name: str, request: Request):
@@ -43,11 +49,11 @@ async def load_route(name: str, request: Request):
             raise invalid("the body must be {} or {\"bundle\": PATH}")
     except ServeError as exc:
         return JSONResponse(exc.body(), status_code=exc.status)
-    return await _answer(server.served.load(name, body.get("bundle")))
+    return await _answer(server.served.load(name, body.get("bundle")), f"load model={name}")
 
 
 async def unload_route(name: str, request: Request):
-    return await _answer(request.app.state.ortpipe.served.unload(name))
+    return await _answer(request.app.state.ortpipe.served.unload(name), f"unload model={name}")
 
 
 def add_management_routes(app: FastAPI) -> None:

@@ -91,6 +91,8 @@ class ServerMetrics:
 class _Unrouted:
     """Where a request that names no served model is counted (``model=""``)."""
 
+    name = ""
+
     def __init__(self, server: ServerMetrics):
         self.requests = _ForModel(server.families["requests"], "")
         self.rejections = _ForModel(server.families["rejections"], "")
@@ -100,6 +102,7 @@ class ModelMetrics:
     """What one model's requests and batches record."""
 
     def __init__(self, server: ServerMetrics, name: str, queue_depth, memory):
+        self.name = name
         for key, family in server.families.items():
             setattr(self, key, _ForModel(family, name))
         setting = memory()

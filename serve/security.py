@@ -85,8 +85,9 @@ def key_matches(given: str, keys: Iterable[str]) -> bool:
 class ApiKeyGuard:
     """Pure ASGI, outermost: refuses every HTTP request without a right ``Authorization: Bearer`` key."""
 
-    def __init__(self, app, keys: Sequence[str], public_metrics: bool = False, private_docs: bool = False):
-        self.app, self.keys, self.docs_open = app, tuple(keys), not private_docs
+    def __init__(self, app, keys: Sequence[str], public_metrics: bool = False, private_docs: bool = False,
+                 on_refused=lambda: None):
+        self.app, self.keys, self.docs_open, self.on_refused = app, tuple(keys), not private_docs, on_refused
         self.open = OPEN_PATHS + (("/metrics",) if public_metrics else ()) + (() if private_docs else DOCS_PATHS)
 
     async def __call__(self, scope, receive, send) -> None:
@@ -101,6 +102,7 @@ class ApiKeyGuard:
         if scheme.lower() == "bearer" and key_matches(given.strip(), self.keys):
             await self.app(scope, receive, send)
             return
+        self.on_refused()  # counted in ortpipe_rejections{reason="unauthorized"}
         why = "a wrong API key" if given else "no API key"
         refused = Unauthorized(f"{why}: send the header 'Authorization: Bearer KEY' with a key the server was "
                                "started with (--api-key)")

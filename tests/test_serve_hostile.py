@@ -266,3 +266,23 @@ def test_docs_stay_open_with_keys_and_a_wide_server_without_one_warns(bert_bundl
         assert httpx.get(f"{url}/openapi.json", timeout=10).status_code == 401
     with serving(tmp_path / "wide", "--bundle", str(bert_bundle), "--host", "0.0.0.0") as (url, _, log):
         assert "without an API key" in log.read_text() and "--api-key" in log.read_text()
+
+
+def test_the_access_log_names_each_request_and_401s_are_counted(bert_bundle, tmp_path):
+    """Issue 30, item 11: the server logged nothing for requests, reloads or shutdown; 401s were not counted."""
+    with serving(tmp_path / "on", "--model", f"m={bert_bundle}", "--api-key", KEY, headers=AUTH) as (url, process, log):
+        response = httpx.post(f"{url}/predict", json={"inputs": "x"}, headers={**AUTH, "x-request-id": "r-123"},
+                              timeout=10)
+        assert response.status_code == 200
+        assert httpx.post(f"{url}/predict", json={"inputs": "x"}, timeout=10).status_code == 401
+        assert httpx.post(f"{url}/models/nope/unload", headers=AUTH, timeout=10).status_code == 404
+        metrics = httpx.get(f"{url}/metrics", headers=AUTH, timeout=10).text
+        assert 'ortpipe_rejections_total{model="",reason="unauthorized"} 1.0' in metrics
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        said = log.read_text()
+    assert "predict model=m status=200" in said and "id=r-123" in said
+    assert "unload model=nope status=404" in said and "draining" in said
+    with serving(tmp_path / "off", "--bundle", str(bert_bundle), "--no-access-log") as (url, _, log):
+        assert httpx.post(f"{url}/predict", json={"inputs": "x"}, timeout=10).status_code == 200
+        assert "predict model=" not in log.read_text()
