@@ -19,7 +19,9 @@ def add_commands(subparsers) -> None:
     bench.add_argument("--threads", type=int, help="threads for every path (default: all cores)")
     bench.add_argument("--data", type=Path, help="labelled TSV for throughput/accuracy "
                                                  "(default: SST-2 test.tsv when found)")
-    bench.add_argument("--quick", action="store_true", help="fewer repetitions, 256 sentences, no cold start")
+    bench.add_argument("--quick", action="store_true", help="fewer repetitions, 256 sentences, no cold start: a "
+                                                              "smoke test whose figures are noisy, not ones to "
+                                                              "compare")
     bench.add_argument("--json", type=Path, help="write the raw figures here")
     bench.add_argument("--plot", type=Path, help="write a PNG chart here")
     bench.set_defaults(run=_run_bench)
@@ -56,6 +58,9 @@ def _run_bench(args) -> int:
 
         results = run_bench(config, step)
     print(format_table(results))
+    if args.quick:
+        print("(--quick: a short pass over 256 sentences with few repetitions; its figures move by tens of percent "
+              "from run to run. Run `ortpipe bench` without --quick for figures to compare.)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     if args.plot:

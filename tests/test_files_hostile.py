@@ -175,3 +175,12 @@ def test_a_full_disk_is_an_error_that_says_how_to_resume(bert_bundle, tmp_path, 
     assert _cli(bert_bundle, "--file", source, "--out", full) == 2
     err = capsys.readouterr().err
     assert "No space left on device" in err and "--resume" in err
+
+
+def test_a_run_refused_before_its_first_row_leaves_no_output_file(bert_bundle, tmp_path, capsys):
+    """Issue 30, item 11: a failed classify --out left an empty file; the output is opened at its first write."""
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": ""}\n{"text": "fine"}\n')
+    out = tmp_path / "out.jsonl"
+    assert _cli(bert_bundle, "--file", source, "--out", out) == 2
+    assert "line 1: empty text" in capsys.readouterr().err and not out.exists()
