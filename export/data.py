@@ -68,7 +68,7 @@ def _label_id(raw, label2id: dict[str, int] | None, where: str) -> int:
     if isinstance(raw, str) and raw.strip().lower() in by_name:
         return by_name[raw.strip().lower()]
     known = f"; the model's labels are {sorted(label2id, key=label2id.get)}" if label2id else ""
-    raise DataError(f"{where}: label {raw!r} is neither a label id (an integer) nor one of the model's label "
+    raise DataError(f"{where}: label {raw!r} is not an integer label id, nor one of the model's label "
                     f"names{known}")
 
 

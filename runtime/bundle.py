@@ -81,11 +81,11 @@ def open_bundle(path: str | Path | None = None, variant: str | None = None, veri
     if path is None:
         path = default_bundle_dir()
         if not path.is_dir():
-            raise BundleError(f"the default bundle is not built yet (looked in {path}). Two ways out: build it "
-                              "here with `ortpipe export` (it needs the export extra: `pip install torch==2.13.0` "
-                              "first, the CPU build, then `pip install 'ortpipe[export]'`), or copy a bundle "
-                              "folder built on another machine and pass its path (`ortpipe doctor --bundle PATH` "
-                              "checks its hashes and this CPU)")
+            raise BundleError(f"the default bundle is not built yet (looked in {path}). Two ways out: run "
+                              "`ortpipe export` once to build it here (it needs the export extra: `pip install "
+                              "torch==2.13.0` first, the CPU build, then `pip install 'ortpipe[export]'`), or "
+                              "copy a bundle folder built on another machine and pass its path (`ortpipe doctor "
+                              "--bundle PATH` checks its hashes and this CPU)")
     path = Path(path)
     if not path.is_dir():
         raise BundleError(f"bundle folder {path} does not exist")

@@ -199,7 +199,7 @@ def test_eval_labels_may_be_the_models_label_names(checkpoints, tmp_path):
                             echo=lambda line: None)
     assert 0.0 <= manifest.variants["fp32"].validation["accuracy"] <= 1.0
     data.write_text("sentence\tlabel\nfine\tbilling\n")
-    with pytest.raises(DataError, match=r"label 'billing' is neither a label id .* the model's labels are "
+    with pytest.raises(DataError, match=r"label 'billing' is not an integer label id, .* the model's labels are "
                                          r"\['LABEL_A', 'LABEL_B', 'LABEL_C'\]"):
         build_bundle(str(checkpoints["bert"]), tmp_path / "c", BuildOptions(eval_data=data, fp16=False),
                      echo=lambda line: None)
