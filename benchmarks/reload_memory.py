@@ -21,6 +21,7 @@ from ortpipe.runtime.machine import describe_machine, isa_summary
 
 
 def rss_mb(pid: int) -> float:
+    """A process's resident memory now, in MB (VmRSS, from /proc)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024

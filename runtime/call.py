@@ -13,7 +13,7 @@ text's answer alone or in a list) is each protocol's own and stays at the edge.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -95,10 +95,6 @@ class CallOptions:
         return cls(resolve_function(function_to_apply, facts.problem_type, facts.num_labels),
                    None if one_label else top_k, one_label, truncation, truncation_direction.lower(), windows,
                    batch_size, sort_by_length, max_batch_tokens)
-
-    def with_changes(self, **changes) -> "CallOptions":
-        """A copy with some fields changed (already checked values)."""
-        return replace(self, **changes)
 
 
 @dataclass

@@ -52,6 +52,10 @@ class Progress:
         self.out, self.path = out, progress_file(out)
         self.expected = {"input": input_fingerprint(source), "options": options}
 
+    def begin(self, resume: bool) -> tuple[int, int, object]:
+        """(rows done, output bytes, their running sha256): from the checked record with ``resume``, else none."""
+        return self.resume_point() if resume else (0, 0, hashlib.sha256())
+
     def resume_point(self) -> tuple[int, int, object]:
         """(rows done, output bytes, sha256 of those bytes) after checking everything; the output is cut back."""
         if not self.out.exists() or not self.path.exists():
@@ -74,11 +78,6 @@ class Progress:
         with open(self.out, "r+b") as handle:
             handle.truncate(size)
         return rows, size, digest
-
-    @staticmethod
-    def fresh_digest():
-        """The running sha256 of an output written from its first byte."""
-        return hashlib.sha256()
 
     def save(self, rows: int, size: int, sha256: str) -> None:
         """Record a finished chunk, atomically."""

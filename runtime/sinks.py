@@ -13,6 +13,7 @@ that is missing or read-only before anything runs, and turns a failed write (dis
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import sys
@@ -61,18 +62,17 @@ class FileSink:
 
     def __init__(self, out: Path, fmt: str, columns: list[str], progress: Progress, resumed: tuple):
         self.out, self.fmt, self.columns, self.progress = out, fmt, columns, progress
-        self._rows_before, self._size, self._digest = resumed
-        self._handle = self._csv = None
+        _, self._size, self._digest = resumed  # the bytes already written, and their running sha256
+        self._handle = None
 
     def write(self, records: list[dict]) -> None:
+        """The records' text, fed to the running sha256 as the UTF-8 bytes the file gets, then written."""
+        text = self._header() + self._text(records)
+        self._digest.update(text.encode("utf-8"))
         try:
             if self._handle is None:
-                self._open()
-            if self.fmt == "jsonl":
-                self._handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-            else:
-                self._csv.writerows({k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()}
-                                    for r in records)
+                self._handle = open(self.out, "a" if self._size else "w", encoding="utf-8", newline="")
+            self._handle.write(text)
         except OSError as exc:
             raise self._failed(exc) from exc
 
@@ -80,12 +80,8 @@ class FileSink:
         try:
             self._handle.flush()
             os.fsync(self._handle.fileno())
-            size = self.out.stat().st_size
-            with open(self.out, "rb") as written:  # what this chunk added, into the running sha256
-                written.seek(self._size)
-                self._digest.update(written.read(size - self._size))
-            self._size = size
-            self.progress.save(rows, size, self._digest.hexdigest())
+            self._size = self.out.stat().st_size
+            self.progress.save(rows, self._size, self._digest.hexdigest())
         except OSError as exc:
             raise self._failed(exc) from exc
 
@@ -97,13 +93,19 @@ class FileSink:
             except OSError:  # what it could not flush was never recorded as done; the write's error is raised
                 pass
 
-    def _open(self) -> None:
-        appending = self._size > 0
-        self._handle = open(self.out, "a" if appending else "w", encoding="utf-8", newline="")
-        if self.fmt == "csv":
-            self._csv = csv.DictWriter(self._handle, fieldnames=self.columns, lineterminator="\n")
-            if not appending:
-                self._csv.writeheader()
+    def _header(self) -> str:
+        """The CSV header, before the first row of a file written from its start."""
+        if self.fmt != "csv" or self._size or self._handle is not None:
+            return ""
+        return self._text([dict(zip(self.columns, self.columns))])
+
+    def _text(self, records: list[dict]) -> str:
+        if self.fmt == "jsonl":
+            return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        buffer = io.StringIO()
+        csv.DictWriter(buffer, fieldnames=self.columns, lineterminator="\n").writerows(
+            {k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()} for r in records)
+        return buffer.getvalue()
 
     def _failed(self, exc: OSError) -> InputError:
         return InputError(f"cannot write {self.out}: {exc.strerror or exc}; the rows recorded as done are kept: "

@@ -25,7 +25,8 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from itertools import islice
+from typing import Any, Iterator, Sequence
 
 from ortpipe.runtime.batching import check_batch_size
 from ortpipe.runtime.call import UNSET, CallOptions
@@ -97,7 +98,7 @@ def classify_file(clf, source: str | Path, out: str | Path | None = None, *, in_
     if out is not None:
         check_output(spec.path, out)
         tracker = Progress(out, spec.path, _fingerprinted(spec, ofmt, call, on_error))
-        resumed = tracker.resume_point() if resume else (0, 0, Progress.fresh_digest())
+        resumed = tracker.begin(resume)
     done = resumed[0] if resumed else 0
     sink = open_sink(out, ofmt, columns, tracker, resumed)
     written, errors = _stream(clf, rows, done, sink, chunk_rows, on_error, call, source,
@@ -119,18 +120,7 @@ def _stream(clf, rows, done: int, sink, chunk_rows: int, on_error: str, call: Ca
     """Every row after ``done`` through ``sink`` a chunk at a time: (rows written, rows with an error)."""
     written = errors = 0
     try:
-        chunk: list[Row] = []
-        for row in rows:
-            if row.number <= done:
-                continue
-            chunk.append(row)
-            if len(chunk) == chunk_rows:
-                errors += _write_chunk(clf, chunk, sink, on_error, call, source)
-                written += len(chunk)
-                if bar is not None:
-                    bar.update(len(chunk))
-                chunk = []
-        if chunk:
+        for chunk in _chunks((row for row in rows if row.number > done), chunk_rows):
             errors += _write_chunk(clf, chunk, sink, on_error, call, source)
             written += len(chunk)
             if bar is not None:
@@ -140,6 +130,12 @@ def _stream(clf, rows, done: int, sink, chunk_rows: int, on_error: str, call: Ca
             bar.close()
         sink.close()
     return written, errors
+
+
+def _chunks(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
+    """``rows`` in lists of ``size`` (the last one shorter), read one list at a time."""
+    while chunk := list(islice(rows, size)):
+        yield chunk
 
 
 def classify_rows(clf, rows: Sequence[Row], call: CallOptions, numbered: bool = True) -> list[dict]:

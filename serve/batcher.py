@@ -116,8 +116,7 @@ class Batcher:
         left = self._queue + [p for batch in self._cohorts.drain() for p in batch]
         self._queue = []
         for p in left:
-            _settle(p.future, None, Retired("the model version this request was routed to has been retired; "
-                                            "send it again"))
+            _settle(p.future, None, Retired())
         if self._owns_scheduler:
             await self.scheduler.stop()
         else:
@@ -132,7 +131,7 @@ class Batcher:
             Expired: a text was still queued at ``deadline`` (``time.perf_counter()`` seconds).
         """
         if self.stopped:
-            raise Retired("the model version this request was routed to has been retired; send it again")
+            raise Retired()
         Overloaded.unless_room(self.depth, len(encodings), self.max_queue)
         loop = asyncio.get_running_loop()
         self._requests += 1
@@ -178,8 +177,13 @@ class Batcher:
         by_request: dict[int, list[_Pending]] = {}
         for p in window:
             by_request.setdefault(p.request, []).append(p)
-        small = [p for texts in by_request.values() if self._fits_one_call(texts) for p in texts]
-        for cohort in (small, *(texts for texts in by_request.values() if not self._fits_one_call(texts))):
+        small, large = [], []
+        for texts in by_request.values():
+            if self._fits_one_call(texts):
+                small.extend(texts)
+            else:
+                large.append(texts)
+        for cohort in (small, *large):
             self._cohorts.add(self._batches(cohort))
         self._out_of_queue += len(window)
 

@@ -48,6 +48,10 @@ class Retired(ServeError):
     status, error_type, reason = 503, "unhealthy", "retired"
     headers = {"Retry-After": "1"}
 
+    def __init__(self, message: str = "the model version this request was routed to has been retired; send it "
+                                      "again"):
+        super().__init__(message)
+
 
 class Unauthorized(ServeError):
     """No API key, or a wrong one, where the server has keys."""

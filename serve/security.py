@@ -28,6 +28,11 @@ DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/openapi.json")
 DOCS_PREFIX = "/static-offline-docs/"  # Swagger UI's own files, served by the app (fastapi-offline)
 
 
+def open_paths_of(public_metrics: bool, private_docs: bool) -> tuple[str, ...]:
+    """The paths a server with keys answers without one: what the key guard lets by and the schema leaves open."""
+    return OPEN_PATHS + (("/metrics",) if public_metrics else ()) + (() if private_docs else DOCS_PATHS)
+
+
 def api_keys_from(flags: Sequence[str] | None, environ=None) -> tuple[str, ...]:
     """The keys of ``--api-key`` flags, else of ``$ORTPIPE_API_KEYS`` (comma-separated), stripped.
 
@@ -53,7 +58,7 @@ def api_keys_from(flags: Sequence[str] | None, environ=None) -> tuple[str, ...]:
 def document_keys(app, public_metrics: bool) -> None:
     """The OpenAPI schema says which routes need ``Authorization: Bearer`` and that they answer 401 without it."""
     plain = app.openapi
-    open_paths = {"/health", *(("/metrics",) if public_metrics else ())}
+    open_paths = set(open_paths_of(public_metrics, private_docs=True))  # /docs and its schema are not in it
 
     def openapi() -> dict:
         if app.openapi_schema:
@@ -88,7 +93,7 @@ class ApiKeyGuard:
     def __init__(self, app, keys: Sequence[str], public_metrics: bool = False, private_docs: bool = False,
                  on_refused=lambda: None):
         self.app, self.keys, self.docs_open, self.on_refused = app, tuple(keys), not private_docs, on_refused
-        self.open = OPEN_PATHS + (("/metrics",) if public_metrics else ()) + (() if private_docs else DOCS_PATHS)
+        self.open = open_paths_of(public_metrics, private_docs)
 
     async def __call__(self, scope, receive, send) -> None:
         path = scope.get("path", "")

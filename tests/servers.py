@@ -7,6 +7,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from ortpipe.benchmarks.reload_memory import rss_mb  # noqa: F401 (for the tests that read a server's memory)
 from ortpipe.benchmarks.serve_load import free_port
 from ortpipe.benchmarks.serve_load import server as serve_process
 
@@ -27,11 +28,3 @@ def serving(home: Path, *flags: str, headers: dict | None = None, threads: int =
     with serve_process(command, port, ready_timeout=ready_timeout, env=environ, headers=headers,
                        log=log) as (url, process):
         yield url, process, log
-
-
-def rss_mb(pid: int) -> float:
-    """A process's resident memory now, in MB (from /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
