@@ -168,13 +168,19 @@ class Scheduler:
     def _start(self, batcher: Schedulable, batch: list) -> None:
         loop = asyncio.get_running_loop()
         self._free -= 1
-        running = loop.run_in_executor(self._pool, batcher.run, batch, loop)
+        running = loop.run_in_executor(self._pool, self._run, batcher, batch, loop)
         self._running.add(running)
+        running.add_done_callback(self._running.discard)
 
-        def done(future: asyncio.Future) -> None:
-            self._running.discard(future)
-            self._free += 1
-            self._wakeup.set()
+    def _run(self, batcher: Schedulable, batch: list, loop: asyncio.AbstractEventLoop) -> None:
+        """In a worker: the batch, then the worker counted free, queued on the loop right behind the batch's
+        answers, so a request woken by its answer already sees the worker free (``alone`` holds then)."""
+        try:
+            batcher.run(batch, loop)
+        finally:
+            loop.call_soon_threadsafe(self._freed)
 
-        running.add_done_callback(done)
+    def _freed(self) -> None:
+        self._free += 1
+        self._wakeup.set()
 
