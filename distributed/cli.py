@@ -8,7 +8,7 @@ import sys
 def classify(args) -> int:
     """``ortpipe classify --engine ray --file IN --out FOLDER``: Ray Data, see :mod:`.data`."""
     from ortpipe.distributed.data import CHUNK_ROWS, classify_with_ray
-    from ortpipe.runtime.cli import window_kwargs
+    from ortpipe.runtime.cli import scoring_of, window_kwargs
     from ortpipe.runtime.errors import InputError
 
     if args.resume:
@@ -21,7 +21,7 @@ def classify(args) -> int:
                                column=args.column, pair_column=args.pair_column, field=args.field, keep=args.keep,
                                on_error=args.on_error, chunk_rows=args.chunk_rows or CHUNK_ROWS,
                                batch_size=args.batch_size, top_k=top_k, memory=args.memory, provider=args.provider,
-                               quiet=args.quiet, **window_kwargs(args))
+                               quiet=args.quiet, scoring=scoring_of(args), **window_kwargs(args))
     print(f"ortpipe: {report.rows} rows written to {args.out}/ in {report.files} Parquet files "
           f"({report.errors} with an error) by {report.actors} Ray actors in {report.seconds:.1f} s", file=sys.stderr)
     return 0

@@ -30,6 +30,9 @@ from typing import Any, Sequence
 
 from ortpipe.distributed.shipping import ShippedBundle, materialize, ship_bundle
 from ortpipe.runtime.batching import check_batch_size
+from ortpipe.runtime.bundle import default_bundle_dir
+from ortpipe.runtime.call import Scoring
+from ortpipe.runtime.manifest import read_manifest
 from ortpipe.runtime.errors import InputError, OrtpipeError
 from ortpipe.runtime.stream import (FileSpec, Row, check_on_error, check_record, classify_rows, file_options,
                                     output_columns, parquet_schema, parquet_table)
@@ -76,6 +79,7 @@ class BatchOptions:
     provenance: bool
     columns: tuple[str, ...] = field(default=())
     windowing: tuple = (None, None, None, False)  # window, stride, aggregate, return_windows
+    scoring: Scoring = Scoring()
 
 
 class BundleActor:
@@ -93,7 +97,8 @@ class BundleActor:
                                        threads=options.threads, spinning=False, memory=options.memory)
         self.options = options
         self.schema = parquet_schema(options.columns)
-        self.call = file_options(self.clf, options.top_k, options.batch_size, *options.windowing)
+        self.call = file_options(self.clf, options.top_k, options.batch_size, *options.windowing,
+                                 scoring=options.scoring)
         self.node = ray.get_runtime_context().get_node_id()
 
     def __call__(self, batch):
@@ -166,7 +171,7 @@ def classify_with_ray(source: str | Path, out: str | Path, *, bundle: str | Path
                       top_k: Any = None, memory: str | None = None, provider: str = "auto",
                       actor_resources: dict | None = None, provenance: bool = False, quiet: bool = False,
                       window: int | str | None = None, stride: int | None = None, aggregate: str | None = None,
-                      return_windows: bool = False) -> RayReport:
+                      return_windows: bool = False, scoring: Scoring = Scoring()) -> RayReport:
     """Classify every row of ``source`` into Parquet files in the folder ``out``, on Ray Data.
 
     Args:
@@ -191,7 +196,9 @@ def classify_with_ray(source: str | Path, out: str | Path, *, bundle: str | Path
     for name, value in (("threads", threads), ("chunk_rows", chunk_rows), ("actors", actors)):
         if value is not None:
             check_batch_size(value, name)
-    columns = (*output_columns(spec.keep, top_k, numbered=False, windows=return_windows),
+    manifest = read_manifest(bundle if bundle is not None else default_bundle_dir())
+    columns = (*output_columns(spec.keep, scoring.one_dict(top_k, manifest.problem_type, manifest.num_labels),
+                               numbered=False, windows=return_windows, explain=scoring.explain),
                *(PROVENANCE_COLUMNS if provenance else ()))
 
     ray = import_ray()
@@ -205,7 +212,7 @@ def classify_with_ray(source: str | Path, out: str | Path, *, bundle: str | Path
     actors = actors or default_actors(threads)
     shipped = ship_bundle(bundle, variant)
     options = BatchOptions(spec, on_error, batch_size, top_k, threads, memory, provider, provenance, columns,
-                           (window, stride, aggregate, return_windows))
+                           (window, stride, aggregate, return_windows), scoring)
     dataset = read_dataset(source, spec.format, spec.text_column, spec.pair_column).map_batches(
         BundleActor, fn_constructor_args=(shipped, options), batch_size=chunk_rows, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=threads, resources=actor_resources)

@@ -16,11 +16,12 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from ortpipe.export.calibrate import CalibrationSettings, calibrate_bundle
+from ortpipe.export.steps import Progress
 from ortpipe.export.data import DataError, LabelledTexts, read_labelled_tsv
 from ortpipe.export.variants import (FP16_PROBE_MAX_ABS_DIFF, VARIANT_FILES, Candidate, Source, export_source,
                                      fp16_variant, fp32_variant, int8_variant, optimized_variant)
@@ -60,25 +61,8 @@ class BuildOptions:
     notes: tuple[str, ...] = ()
     source_name: str | None = None
     window: int | None = None  # the recommended window for long texts, recorded in the manifest
-
-
-class Progress:
-    """Numbered step lines on stderr with the time each step took."""
-
-    def __init__(self, total: int, echo: Callable[[str], None] | None = None):
-        self.total, self.done, self.started = total, 0, None
-        self.echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
-
-    def step(self, what: str) -> None:
-        self.finish()
-        self.done += 1
-        self.started = time.perf_counter()
-        self.echo(f"[{self.done}/{self.total}] {what} ...")
-
-    def finish(self) -> None:
-        if self.started is not None:
-            self.echo(f"      done in {time.perf_counter() - self.started:.1f}s")
-            self.started = None
+    calibration_data: Path | None = None  # None: eval_data, when given (see ortpipe.export.calibrate)
+    target_precision: float | None = None  # record the threshold for this precision (single-label models)
 
 
 def architecture_of(config) -> dict[str, int]:
@@ -121,7 +105,11 @@ def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildO
     if options.eval_data and not Path(options.eval_data).is_file():  # refused before the export's minutes
         raise DataError(f"labelled data file not found: {options.eval_data}")
     eval_set = None
-    steps = 4 + bool(options.optimize) + bool(options.quantize) + options.fp16 + bool(options.eval_data)
+    calibration = options.calibration_data or options.eval_data
+    if calibration and not Path(calibration).is_file():
+        raise DataError(f"labelled data file not found: {calibration}")
+    steps = (4 + bool(options.optimize) + bool(options.quantize) + options.fp16 + bool(options.eval_data)
+             + bool(calibration))
     progress = Progress(steps, echo)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-staging-", dir=out_dir.parent))
@@ -141,6 +129,10 @@ def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildO
         manifest = _manifest(model, source, variants, default, staging, options)
         shutil.rmtree(staging / "optimum")
         manifest.write(staging)
+        if calibration:
+            progress.step(f"calibrating each variant on {Path(calibration).name}")
+            manifest = calibrate_bundle(staging, CalibrationSettings(Path(calibration), options.target_precision,
+                                                                     threads=options.threads))
         if out_dir.exists():
             shutil.rmtree(out_dir)
         _readable_by_others(staging)  # mkdtemp makes it drwx------: a service user must be able to read it

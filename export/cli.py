@@ -41,6 +41,12 @@ def add_commands(subparsers) -> None:
                         help="labelled TSV to measure each variant's accuracy on: a header row 'sentence<TAB>label', "
                              "then one text and its label per line; a label is the model's label id or one of its "
                              "label names (any case)")
+    export.add_argument("--calibration-data", type=Path,
+                        help="labelled TSV (as --eval-data) to fit each variant's temperature on: the first half "
+                             "fits, the second half measures (default: --eval-data, when given)")
+    export.add_argument("--target-precision", type=float, metavar="P",
+                        help="record the threshold with the most coverage whose precision on the calibration data "
+                             "is at least P with 90%% confidence (threshold='auto'; default bundle: 0.95)")
     export.add_argument("--atol", type=float, default=1e-4, help="max |Δlogit| against PyTorch (default 1e-4)")
     export.add_argument("--opset", type=int, help="ONNX opset (default: optimum's choice)")
     export.add_argument("--threads", type=int, help="ONNX Runtime threads for validation and timing")
@@ -48,6 +54,23 @@ def add_commands(subparsers) -> None:
                         help="the recommended window for long texts, in tokens (recorded in the manifest; what "
                              "window='auto' and --window auto use; default bundle: 256)")
     export.set_defaults(run=_run_export)
+
+    calibrate = subparsers.add_parser(
+        "calibrate", help="fit a bundle's temperatures (and a threshold) on labelled data",
+        description="Fit one temperature per variant of BUNDLE on labelled DATA (a TSV as for --eval-data; a "
+                    "multi-label model's label cells are comma-separated lists): the first part of the file fits, "
+                    "the --held-out last part measures ECE and log-loss before and after. Written into the "
+                    "manifest; the model files are not touched. Needs only the runtime.")
+    calibrate.add_argument("bundle", type=Path, metavar="BUNDLE")
+    calibrate.add_argument("--data", type=Path, required=True)
+    calibrate.add_argument("--target-precision", type=float, metavar="P",
+                           help="also record the threshold with the most coverage whose precision is at least P "
+                                "with probability 1 - DELTA (learn-then-test; threshold='auto' uses it)")
+    calibrate.add_argument("--delta", type=float, default=0.1, help="the guarantee's error probability (0.1)")
+    calibrate.add_argument("--held-out", type=float, default=0.5,
+                           help="share of the rows, at the file's end, kept out of the fit to measure on (0.5)")
+    calibrate.add_argument("--threads", type=int, help="ONNX Runtime threads")
+    calibrate.set_defaults(run=_run_calibrate)
 
     finetune = subparsers.add_parser(
         "finetune", help="train the default sentiment adapter (LoRA) on SST-2",
@@ -71,7 +94,8 @@ def _run_export(args) -> int:
 
     options = BuildOptions(optimize=args.optimize, quantize=None if args.quantize == "none" else args.quantize,
                            atol=args.atol, eval_data=args.eval_data, opset=args.opset, threads=args.threads,
-                           fp16=args.fp16, window=args.window)
+                           fp16=args.fp16, window=args.window, calibration_data=args.calibration_data,
+                           target_precision=args.target_precision)
     if args.model is None:
         manifest, out = build_default_bundle(args.out, options)
     else:
@@ -85,6 +109,15 @@ def _run_export(args) -> int:
                for name, v in manifest.variants.items()}
     print(json.dumps({"bundle": str(out), "default_variant": manifest.default_variant, "variants": summary},
                      indent=2))
+    return 0
+
+
+def _run_calibrate(args) -> int:
+    from ortpipe.export.calibrate import CalibrationSettings, calibrate_bundle
+
+    manifest = calibrate_bundle(args.bundle, CalibrationSettings(args.data, args.target_precision, args.delta,
+                                                                 args.held_out, args.threads))
+    print(json.dumps({name: v.calibration for name, v in manifest.variants.items()}, indent=2))
     return 0
 
 

@@ -26,13 +26,15 @@ class LabelledTexts:
 
 
 def read_labelled_tsv(path: str | Path, limit: int | None = None,
-                      label2id: dict[str, int] | None = None) -> LabelledTexts:
+                      label2id: dict[str, int] | None = None, multi_label: bool = False) -> LabelledTexts:
     """Read a ``sentence<TAB>label`` file with a header row.
 
     Args:
         path: the TSV file, e.g. ``../shared/data/sst2/test.tsv``.
         limit: keep only the first ``limit`` rows.
         label2id: the model's label names (``billing`` → 2, any case): a label may then be a name or an id.
+        multi_label: each label cell is a comma-separated list (maybe empty) of labels; ``labels`` then
+            holds a list of ids per row.
 
     Raises:
         DataError: the file is missing, has no such columns, or a label is neither an id nor a known name.
@@ -49,7 +51,10 @@ def read_labelled_tsv(path: str | Path, limit: int | None = None,
             raise DataError(f"{path}: header lacks column(s) {sorted(missing)}; "
                             "expected 'sentence<TAB>label'")
         for line_no, row in enumerate(reader, start=2):
-            labels.append(_label_id(row["label"], label2id, f"{path}:{line_no}"))
+            where = f"{path}:{line_no}"
+            cell = row["label"] or ""
+            labels.append([_label_id(part, label2id, where) for part in cell.split(",") if part.strip()]
+                          if multi_label else _label_id(cell, label2id, where))
             texts.append(row["sentence"].strip())
             if limit is not None and len(texts) >= limit:
                 break

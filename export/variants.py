@@ -21,7 +21,8 @@ from ortpipe.runtime.providers import cuda_available
 from ortpipe.runtime.tokenize import TextTokenizer
 
 if TYPE_CHECKING:
-    from ortpipe.export.bundle import BuildOptions, Progress
+    from ortpipe.export.bundle import BuildOptions
+    from ortpipe.export.steps import Progress
 
 VARIANT_FILES = {"fp32": "model.onnx", "optimized": "model.optimized.onnx", "int8": "model.int8.onnx",
                  "fp16": "model.fp16.onnx"}

@@ -20,7 +20,8 @@ import numpy as np
 
 from ortpipe.runtime.batching import run_in_batches
 from ortpipe.runtime.bundle import Bundle, open_bundle
-from ortpipe.runtime.call import UNSET, CallOptions, plan_rows
+from ortpipe.runtime.calibration import Calibration
+from ortpipe.runtime.call import UNSET, CallOptions, Plan, plan_rows
 from ortpipe.runtime.check import (check_variant, choose_cuda_variant, choose_variant, fallback_message, log,
                                    needs_check, refused_message, wants_fp16)
 from ortpipe.runtime.errors import BundleError, InputError
@@ -30,7 +31,6 @@ from ortpipe.runtime.load_options import LoadOptions
 from ortpipe.runtime.machine import describe_machine, isa_summary
 from ortpipe.runtime.manifest import Manifest
 from ortpipe.runtime.memory import MemoryInfo
-from ortpipe.runtime.postprocess import apply_function, resolve_function
 from ortpipe.runtime.probes import ProbeReport
 from ortpipe.runtime.predict import top_labels
 from ortpipe.runtime.tokenize import Encoded, TextInput, TextTokenizer
@@ -49,6 +49,7 @@ class TextClassifier:
     """
 
     rejected: ProbeReport | None = None
+    calibration: Calibration | None = None  # the variant's fitted temperature and threshold (None: raw scores)
     load_options: LoadOptions = LoadOptions()  # how load() was asked to load it (a reload loads "as before")
 
     def __init__(self, bundle: Bundle, provider: str = "auto", threads: int | None = None, spinning: bool = True,
@@ -66,6 +67,8 @@ class TextClassifier:
                               f"but {bundle.model_path.name} gives {width} logits per text; the manifest does not "
                               "belong to this model")
         self.provider = self.model.provider
+        self.calibration = Calibration.from_record(bundle.variant.calibration, len(self.labels),
+                                                   f"{bundle.path}: variant {bundle.variant.name!r}")
         self._truncated = 0
         self._truncated_lock = threading.Lock()
 
@@ -87,16 +90,12 @@ class TextClassifier:
                 ``"cpu"`` or ``"cuda"`` (an error if CUDA cannot be activated).
             threads: ONNX Runtime intra-op threads; None lets it decide.
             verify: check the files' sha256 against the manifest.
-            spinning: let idle ONNX Runtime threads busy-wait between calls (fastest
-                in a loop of calls; ``ortpipe serve`` turns it off to leave the cores
-                to the event loop between batches).
-            memory: ``"lean"`` (default: on the CPU, model calls of at most 512
-                padded tokens, and the arena gives back what a larger-than-usual
-                batch took) or ``"fast"`` (ONNX Runtime's default arena, which keeps
-                its largest batch, and the caller's batches whole); see :mod:`.memory`.
+            spinning: let idle ONNX Runtime threads busy-wait between calls (fastest in a loop of
+                calls; ``ortpipe serve`` turns it off to leave the cores to the event loop).
+            memory: ``"lean"`` (default: CPU model calls of at most 512 padded tokens, and the arena gives
+                back what a larger batch took) or ``"fast"`` (ONNX Runtime's arena); see :mod:`.memory`.
             shared_threads: run on ONNX Runtime's process-wide thread pool, shared by every classifier
-                loaded so (:func:`~ortpipe.runtime.inference.use_shared_threads` sizes it; ``threads``
-                sizes it when it does not exist yet): what ``ortpipe serve`` does for several models.
+                loaded so (sized by :func:`~ortpipe.runtime.inference.use_shared_threads`, or ``threads``).
 
         Raises:
             BundleError, IntegrityError, ProviderError: see :mod:`ortpipe.runtime.errors`.
@@ -203,8 +202,6 @@ class TextClassifier:
         return (f"TextClassifier(bundle={str(self.bundle.path)!r}, variant={self.variant!r}, "
                 f"provider={self.provider!r}, labels={self.labels!r})")
 
-    # -- the four stages --------------------------------------------------------
-
     def tokenize(self, texts: str | Sequence[TextInput] | dict, truncation: bool = True) -> Encoded:
         """Stage 1: texts → padded numpy ``input_ids``, ``attention_mask``, ``token_type_ids``."""
         items = normalize_inputs(texts).items
@@ -216,22 +213,21 @@ class TextClassifier:
         """Stage 2: model inputs → logits, shape ``(batch, num_labels)``."""
         return self.model(encoded)
 
-    def postprocess(self, logits: np.ndarray, function_to_apply: str | None = None) -> np.ndarray:
-        """Stage 3: logits → scores (softmax; sigmoid for multi-label; or none)."""
-        function = resolve_function(function_to_apply, self.manifest.problem_type, self.manifest.num_labels)
-        return apply_function(np.asarray(logits, dtype=np.float32), function)
+    def postprocess(self, logits: np.ndarray, function_to_apply: str | None = None, calibrated: bool = True):
+        """Stage 3: logits → scores (softmax; sigmoid for multi-label; or none), calibrated when it can be."""
+        options = CallOptions.parse(self, function_to_apply=function_to_apply, calibrated=calibrated)
+        return Plan([], options).scores(np.asarray(logits, dtype=np.float32))
 
     def predict(self, scores: np.ndarray, top_k: int | None = 1) -> list[list[dict]]:
         """Stage 4: scores → the ``top_k`` best ``{'label', 'score'}`` per text (None: all)."""
         return top_labels(np.asarray(scores), self.labels, top_k)
 
-    # -- the pipeline -------------------------------------------------------------
-
     def __call__(self, inputs: str | dict | Sequence[str | dict], top_k: int | None = UNSET,
                  function_to_apply: str | None = None, batch_size: int | None = None,
                  truncation: bool = True, sort_by_length: bool = True, max_batch_tokens: int | None = UNSET,
                  window: int | str | None = None, stride: int | None = None, aggregate: str | None = None,
-                 return_windows: bool = False) -> list:
+                 return_windows: bool = False, calibrated: bool = True, threshold: Any = None,
+                 explain: bool = False) -> list:
         """Classify texts; arguments and output shapes follow ``transformers.pipeline``.
 
         Args:
@@ -252,6 +248,14 @@ class TextClassifier:
             stride: tokens shared by consecutive windows (default: a quarter of the window).
             aggregate: how window logits become one answer: ``"mean"`` (default), ``"max"``, ``"first"``.
             return_windows: add each window's character span, label and score to each text's result.
+            calibrated: divide the logits by the bundle's fitted temperature before the function, when the
+                variant has one (:attr:`calibration`); False for the raw scores.
+            threshold: a number in [0, 1], a ``{label: number}`` mapping, or ``"auto"`` (the bundle's, for its
+                target precision): a single-label text whose top score is below it gets ``label`` None;
+                a multi-label text gets a list of every label at or above its threshold.
+            explain: add to each returned label an ``explanation``: the words in text order as
+                ``{'word', 'start', 'end', 'weight'}``, the weight being how much the label's score drops
+                without the word (one more model row per word; see :mod:`.explain`).
 
         Returns:
             As the pipeline: ``[{'label', 'score'}]`` for a str; a dict for one
@@ -264,7 +268,8 @@ class TextClassifier:
         options = CallOptions.parse(self, top_k=top_k, function_to_apply=function_to_apply, batch_size=batch_size,
                                     truncation=truncation, sort_by_length=sort_by_length,
                                     max_batch_tokens=max_batch_tokens, window=window, stride=stride,
-                                    aggregate=aggregate, return_windows=return_windows)
+                                    aggregate=aggregate, return_windows=return_windows, calibrated=calibrated,
+                                    threshold=threshold, explain=explain)
         if not given.items:
             return []
         results = self.classify(given.items, options)

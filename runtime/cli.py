@@ -11,6 +11,9 @@ import argparse
 import json
 import os
 import sys
+from typing import Any
+
+from ortpipe.runtime.call import Scoring
 from ortpipe.runtime.errors import InputError
 
 
@@ -77,11 +80,43 @@ def _add_classify(subparsers) -> None:
                              "scores otherwise depend on batch neighbours)")
     parser.add_argument("--explain", action="store_true",
                         help="walk the four stages for each text: tokens, ids, logits, probabilities, prediction")
+    add_scoring_arguments(parser)
     add_window_arguments(parser)
     parser.add_argument("--return-windows", action="store_true",
                         help="with --window: add each window's character span, label and score to each result")
     add_memory_argument(parser)
     parser.set_defaults(run=_run_classify)
+
+
+def threshold_value(raw: str) -> Any:
+    """``--threshold``'s value: a number, ``auto``, or ``LABEL=NUMBER[,LABEL=NUMBER…]``."""
+    if raw == "auto":
+        return raw
+    try:
+        if "=" not in raw:
+            return float(raw)
+        pairs = [part.rsplit("=", 1) for part in raw.split(",") if part.strip()]
+        return {label.strip(): float(value) for label, value in pairs}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, 'auto' or LABEL=NUMBER[,LABEL=NUMBER…], got {raw!r}") \
+            from None
+
+
+def add_scoring_arguments(parser) -> None:
+    """``--raw-scores``, ``--threshold``, ``--explain-words``: scores to act on (see :class:`.call.Scoring`)."""
+    parser.add_argument("--raw-scores", action="store_true",
+                        help="the model's own probabilities, not divided by the bundle's fitted temperature")
+    parser.add_argument("--threshold", type=threshold_value, metavar="P|auto|LABEL=P,…",
+                        help="answer label null for a text whose top score is below P (multi-label: every label at "
+                             "or above it); auto: the bundle's threshold for its target precision")
+    parser.add_argument("--explain-words", action="store_true",
+                        help="add each word's weight: how much the label's score drops without it (one more model "
+                             "row per word)")
+
+
+def scoring_of(args) -> Scoring:
+    """The scoring arguments of a parsed command line."""
+    return Scoring(calibrated=not args.raw_scores, threshold=args.threshold, explain=args.explain_words)
 
 
 def window_value(raw: str) -> int | str:
@@ -198,7 +233,7 @@ def _run_classify(args) -> int:
         return 0
     top_k = None if args.all_labels else args.top_k
     kwargs = {"top_k": top_k} if (args.all_labels or args.top_k is not None) else {}
-    results = clf(texts, batch_size=args.batch_size, **kwargs, **window_kwargs(args))
+    results = clf(texts, batch_size=args.batch_size, **kwargs, **window_kwargs(args), **scoring_of(args).as_kwargs())
     for text, result in zip(texts, results):
         record = {"text": text, **result} if isinstance(result, dict) else {"text": text, "labels": result}
         print(json.dumps(record, ensure_ascii=False))
@@ -220,7 +255,8 @@ def _classify_file(clf, args) -> int:
                            column=args.column, pair_column=args.pair_column, field=args.field, keep=args.keep,
                            on_error=args.on_error, resume=args.resume, chunk_rows=args.chunk_rows or CHUNK_ROWS,
                            batch_size=args.batch_size, top_k=top_k,
-                           progress=not args.quiet and sys.stderr.isatty(), **window_kwargs(args))
+                           progress=not args.quiet and sys.stderr.isatty(), scoring=scoring_of(args),
+                           **window_kwargs(args))
     if args.out:
         resumed = f", after {report.resumed_after} rows done before" if report.resumed_after else ""
         print(f"ortpipe: {report.rows} rows written to {args.out} ({report.errors} with an error){resumed}",

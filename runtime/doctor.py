@@ -73,6 +73,7 @@ def diagnose(bundle_path: str | Path | None = None, provider: str = "auto", thre
             "export_single_ms": variant.details.get("timing_cpu", {}).get("single_sentence_ms"),
             "validated_on": isa_summary(exported) if exported else None,
             "placement": clf.model.placement(), "export_gate": export_gate_summary(variant.validation),
+            "calibration": clf.calibration.summary() if clf.calibration is not None else None,
         }
     unloadable = variants[manifest.default_variant]["provider"] is None
     if on_cuda and "fp16" in reports:
@@ -102,6 +103,19 @@ def _window_line(report: dict) -> str:
     if report.get("window"):
         return f"{limit}; recommended window {report['window']} tokens (window='auto', --window auto)"
     return f"{limit}; no recommended window (window='auto' uses {report['max_length']})"
+
+
+def calibration_line(summary: dict | None) -> str:
+    """One line on a variant's calibration: temperature, ECE and log-loss before → after, its threshold."""
+    if not summary:
+        return "calibration: none (raw scores; `ortpipe calibrate BUNDLE --data FILE` fits one)"
+    line = (f"calibration: T={summary['temperature']} on {summary['data']}; on {summary['rows']} "
+            f"{summary['measured_on']}: ECE {summary['ece_before']} → {summary['ece_after']}, log-loss "
+            f"{summary['log_loss_before']} → {summary['log_loss_after']}")
+    if summary["threshold"] is not None:
+        line += (f"; threshold='auto' {summary['threshold']:.4f} for precision {summary['target_precision']} "
+                 f"(held out: coverage {summary['threshold_coverage']}, precision {summary['threshold_precision']})")
+    return line
 
 
 def format_report(report: dict) -> str:
@@ -141,6 +155,7 @@ def format_report(report: dict) -> str:
         off_device = off_device_ops(v["placement"], v["provider"] or "")
         if off_device:
             lines.append(f"{'':<10} on the CPU, not CUDA: {off_device}")
+        lines.append(f"{'':<10} {calibration_line(v.get('calibration'))}")
     picks = f"{report['chosen']!r}: " if report["chosen"] else ""
     lines += ["", f"load() picks {picks}{report['why']}"]
     return "\n".join(lines)

@@ -32,6 +32,7 @@ class Variant:
     validation: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)  # where it was validated and timed
+    calibration: dict[str, Any] = field(default_factory=dict)  # see :mod:`.calibration` (empty: none)
 
     @property
     def quantized(self) -> bool:
@@ -146,7 +147,7 @@ def _variants(data: dict, bundle_dir, path: Path) -> dict[str, Variant]:
                               "a bundle's files are always hash-checked, so an empty or malformed hash is refused")
         variants[name] = Variant(name=name, file=raw["file"], sha256=raw["sha256"],
                                  validation=raw.get("validation", {}), details=raw.get("details", {}),
-                                 machine=raw.get("machine", {}))
+                                 machine=raw.get("machine", {}), calibration=raw.get("calibration") or {})
     if not variants:
         raise BundleError(f"{path}: the manifest lists no model variants")
     return variants

@@ -26,10 +26,14 @@ from ortpipe.runtime.progress import Progress
 OUT_FORMATS = ("jsonl", "csv", "parquet")
 
 
-def output_columns(keep: Sequence[str], top_k: Any, numbered: bool = True, windows: bool = False) -> list[str]:
-    """The columns of an output row: ``row``, the kept ones, the prediction, ``windows``, ``error``."""
-    return [*(["row"] if numbered else []), *keep, *(["label", "score"] if top_k is None else ["labels"]),
-            *(["windows"] if windows else []), "error"]
+def output_columns(keep: Sequence[str], one_dict: bool, numbered: bool = True, windows: bool = False,
+                   explain: bool = False) -> list[str]:
+    """The columns of an output row: ``row``, the kept ones, the prediction, ``windows``, ``error``.
+
+    ``one_dict``: one label per text (``label``, ``score`` and, explained, ``explanation``), else ``labels``.
+    """
+    answer = ["label", "score", *(["explanation"] if explain else [])] if one_dict else ["labels"]
+    return [*(["row"] if numbered else []), *keep, *answer, *(["windows"] if windows else []), "error"]
 
 
 def check_output(source: Path, out: Path) -> None:

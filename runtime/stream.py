@@ -29,7 +29,7 @@ from itertools import islice
 from typing import Any, Iterator, Sequence
 
 from ortpipe.runtime.batching import check_batch_size
-from ortpipe.runtime.call import UNSET, CallOptions
+from ortpipe.runtime.call import UNSET, CallOptions, Scoring
 from ortpipe.runtime.errors import InputError
 from ortpipe.runtime.inputs import normalize_inputs
 from ortpipe.runtime.progress import PROGRESS_SUFFIX, Progress  # noqa: F401 (PROGRESS_SUFFIX: re-exported)
@@ -49,10 +49,11 @@ class StreamReport:
 
 
 def file_options(clf, top_k: Any, batch_size: int | None = None, window: Any = None, stride: Any = None,
-                 aggregate: Any = None, return_windows: bool = False) -> CallOptions:
+                 aggregate: Any = None, return_windows: bool = False, scoring: Scoring = Scoring()) -> CallOptions:
     """The call options of a file's rows: ``top_k`` None (one label), an int, or ``"all"`` (every label)."""
     return CallOptions.parse(clf, top_k=UNSET if top_k is None else top_k, batch_size=batch_size, window=window,
-                             stride=stride, aggregate=aggregate, return_windows=return_windows)
+                             stride=stride, aggregate=aggregate, return_windows=return_windows,
+                             **scoring.as_kwargs())
 
 
 def _record(row: Row, result: Any) -> dict:
@@ -68,7 +69,7 @@ def classify_file(clf, source: str | Path, out: str | Path | None = None, *, in_
                   resume: bool = False, chunk_rows: int = CHUNK_ROWS, batch_size: int | None = None,
                   top_k: Any = None, progress: bool = False, window: int | str | None = None,
                   stride: int | None = None, aggregate: str | None = None,
-                  return_windows: bool = False) -> StreamReport:
+                  return_windows: bool = False, scoring: Scoring = Scoring()) -> StreamReport:
     """Classify every row of ``source`` into ``out`` (None: JSON Lines on stdout), a chunk at a time.
 
     Args:
@@ -83,6 +84,7 @@ def classify_file(clf, source: str | Path, out: str | Path | None = None, *, in_
         stride: tokens shared by consecutive windows.
         aggregate: ``"mean"``, ``"max"`` or ``"first"``.
         return_windows: add each window's span, label and score (a ``windows`` output column).
+        scoring: calibrated or raw scores, a threshold, explanations (an ``explanation`` column).
     """
     spec = FileSpec.of(source, in_format, column, pair_column, field, keep)
     ofmt = "jsonl" if out is None else format_of(out, out_format, OUT_FORMATS, "jsonl")
@@ -91,8 +93,8 @@ def classify_file(clf, source: str | Path, out: str | Path | None = None, *, in_
     if resume and (out is None or ofmt == "parquet"):
         raise InputError("resume needs --out in JSON Lines or CSV (a Parquet file cut short has no footer)")
     rows = spec.rows()
-    call = file_options(clf, top_k, batch_size, window, stride, aggregate, return_windows)  # before any write
-    columns = output_columns(spec.keep, top_k, windows=return_windows)
+    call = file_options(clf, top_k, batch_size, window, stride, aggregate, return_windows, scoring)  # before writes
+    columns = output_columns(spec.keep, call.one_dict, windows=return_windows, explain=call.explain)
     out = None if out is None else Path(out)
     tracker = resumed = None
     if out is not None:
@@ -110,9 +112,17 @@ def classify_file(clf, source: str | Path, out: str | Path | None = None, *, in_
 
 def _fingerprinted(spec: FileSpec, out_format: str, call: CallOptions, on_error: str) -> dict:
     """What a resumed run must share with the interrupted one: the input's reading and the output's shape."""
-    shaping = {k: v for k, v in asdict(call).items() if k not in ("batch_size", "sort_by_length", "max_batch_tokens")}
+    shaping = {k: _plain(v) for k, v in asdict(call).items()
+               if k not in ("batch_size", "sort_by_length", "max_batch_tokens")}
     return {"format": spec.format, "out_format": out_format, "column": spec.column, "pair_column": spec.pair_column,
             "field": spec.field, "keep": list(spec.keep), "call": shaping, "on_error": on_error}
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with numpy arrays as lists, for the JSON fingerprint."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value.tolist() if hasattr(value, "tolist") else value
 
 
 def _stream(clf, rows, done: int, sink, chunk_rows: int, on_error: str, call: CallOptions, source,

@@ -168,15 +168,17 @@ class WindowedTexts:
         """One row of logits per text from one row per window (in :attr:`windows` order)."""
         rows, start = [], 0
         for count in self.counts:
-            own = logits[start:start + count]
+            rows.append(aggregate_rows(logits[start:start + count], how))
             start += count
-            if count == 1 or how == "first":
-                rows.append(own[0])
-            elif how == "mean":
-                rows.append(own.mean(axis=0, dtype=np.float64).astype(logits.dtype))
-            else:
-                rows.append(own.max(axis=0))
         return np.stack(rows) if rows else np.zeros((0, logits.shape[-1]), dtype=logits.dtype)
+
+    def per_text(self) -> list[list[Window]]:
+        """The windows of each text."""
+        out, start = [], 0
+        for count in self.counts:
+            out.append(self.windows[start:start + count])
+            start += count
+        return out
 
     def details(self, scores: np.ndarray, labels: Sequence[str]) -> list[list[dict]]:
         """Per text, each window's character span with its best label and score (``scores`` per window)."""
@@ -187,6 +189,15 @@ class WindowedTexts:
                         for w, b in zip(self.windows[start:start + count], best[start:start + count])])
             start += count
         return out
+
+
+def aggregate_rows(own: np.ndarray, how: str) -> np.ndarray:
+    """One text's logits from its windows' rows: ``mean``, ``max`` or ``first``."""
+    if len(own) == 1 or how == "first":
+        return own[0]
+    if how == "mean":
+        return own.mean(axis=0, dtype=np.float64).astype(own.dtype)
+    return own.max(axis=0)
 
 
 def split_texts(tokenizer, items: Sequence, options: WindowOptions) -> WindowedTexts:

@@ -17,7 +17,7 @@ from typing import Awaitable, Callable
 from ortpipe.runtime.classifier import TextClassifier
 from ortpipe.runtime.errors import InputError
 from ortpipe.runtime.inference import OnnxModel
-from ortpipe.runtime.call import Plan, plan_rows
+from ortpipe.runtime.call import ModelFacts, Plan, plan_rows
 from ortpipe.runtime.windows import WindowOptions, text_chars
 from ortpipe.serve.config import ServeConfig
 from ortpipe.serve.metrics import ServerMetrics
@@ -146,8 +146,9 @@ class Predictor:
     async def _predict(self, body, timeout_header: str | None, timings: dict,
                        guard: Callable[[Awaitable], Awaitable]) -> list:
         manifest, config = self.clf.manifest, self.config
-        parsed = parse_predict(body, manifest.problem_type, manifest.num_labels, config.max_client_batch,
-                               windowing=self.clf.window_options, default_window=config.default_window)
+        facts = ModelFacts(manifest.problem_type, tuple(self.clf.labels), self.clf.window_options,
+                           calibration=self.clf.calibration)
+        parsed = parse_predict(body, facts, config.max_client_batch, default_window=config.default_window)
         deadline = deadline_of(timeout_header, config)
         started = time.perf_counter()
         plan = await self._plan(parsed)
@@ -171,6 +172,10 @@ class Predictor:
                 plan = await asyncio.to_thread(plan_rows, *args)
         except InputError as exc:
             raise invalid(exc.render(HTTP_NAMES)) from None
+        if plan.explained is not None and len(plan.rows) > self.config.max_client_batch:
+            raise RequestError(413, "validation", f"explain adds one model row per word: the request makes "
+                                                  f"{len(plan.rows)} rows; the limit is "
+                                                  f"{self.config.max_client_batch} (--max-client-batch)")
         if plan.split is None:
             self.metrics.truncated_texts.inc(plan.truncated)
             return plan
@@ -193,7 +198,8 @@ class Predictor:
                 "batch_invariant": clf.batch_invariant, "state": "ready" if self.ready else "loading",
                 "window": {"recommended": manifest.window, "default": config.default_window,
                            "max_client_windows": config.max_client_windows},
-                "limits": config.as_dict(), "memory": clf.memory.as_dict()}
+                "limits": config.as_dict(), "memory": clf.memory.as_dict(),
+                "calibration": clf.calibration.summary() if clf.calibration is not None else None}
 
     def summary(self) -> dict:
         """One row of ``GET /models``."""

@@ -36,10 +36,11 @@ from ortpipe.serve.errors import STATUS_MEANINGS, ServeError
 HTTP_NAMES = {"inputs": "inputs", "truncate_hint": 'send "truncate": true', "truncation_off": '"truncate": false',
               "window": '"window"', "window_hint": '"window": "auto"'}
 WINDOW_KEYS = {"window", "stride", "aggregate", "return_windows"}
+SCORE_KEYS = {"calibrated", "threshold", "explain"}
 KNOWN_KEYS = {"inputs", "parameters", "truncate", "truncation", "truncation_direction", "raw_scores", "top_k",
-              "function_to_apply", *WINDOW_KEYS}
+              "function_to_apply", *WINDOW_KEYS, *SCORE_KEYS}
 KNOWN_PARAMETERS = {"top_k", "function_to_apply", "truncation", "truncate", "truncation_direction", "raw_scores",
-                    *WINDOW_KEYS}
+                    *WINDOW_KEYS, *SCORE_KEYS}
 
 
 class RequestError(ServeError):
@@ -131,13 +132,12 @@ def _flag(value: Any, name: str, default: bool) -> bool:
     return value
 
 
-def parse_predict(body: Any, problem_type: str, num_labels: int, max_client_batch: int,
-                  windowing: Callable[..., WindowOptions | None] | None = None,
+def parse_predict(body: Any, facts: ModelFacts, max_client_batch: int,
                   default_window: int | str | None = None) -> PredictRequest:
     """Check a parsed JSON body; raises :class:`RequestError` (422, or 413 over ``max_client_batch``).
 
-    ``windowing`` checks the window fields (``TextClassifier.window_options``); ``default_window`` applies
-    when the body has no ``window`` (``"window": null`` turns windows off).
+    ``facts.windowing`` checks the window fields (``TextClassifier.window_options``; None: no windows);
+    ``default_window`` applies when the body has no ``window`` (``"window": null`` turns windows off).
     """
     if not isinstance(body, dict):
         raise invalid(f"the body must be a JSON object with 'inputs', got {type(body).__name__}")
@@ -161,10 +161,13 @@ def parse_predict(body: Any, problem_type: str, num_labels: int, max_client_batc
         raise invalid(f"'truncation_direction' must be 'right' or 'left', got {direction!r}")
     try:
         items = normalize_inputs(raw).items
-        windows = _windows(options, windowing, default_window) if windowing is not None else None
-        call = CallOptions.parse(ModelFacts(problem_type, num_labels, windowing), windows=windows,
-                                 top_k=options.get("top_k"), truncation=truncate, truncation_direction=direction,
-                                 function_to_apply="none" if raw_scores else options.get("function_to_apply"))
+        windows = _windows(options, facts.windowing, default_window) if facts.windowing is not None else None
+        call = CallOptions.parse(facts, windows=windows, top_k=options.get("top_k"), truncation=truncate,
+                                 truncation_direction=direction,
+                                 function_to_apply="none" if raw_scores else options.get("function_to_apply"),
+                                 calibrated=_flag(options.get("calibrated"), "calibrated", True),
+                                 threshold=options.get("threshold"), explain=_flag(options.get("explain"),
+                                                                                   "explain", False))
     except InputError as exc:
         raise invalid(exc.render(HTTP_NAMES)) from None
     return PredictRequest(items, single, call, nested="parameters" in body)
@@ -212,6 +215,15 @@ _OPTIONS = {
     "aggregate": {"type": "string", "enum": ["mean", "max", "first"],
                   "description": "how window logits become one answer (default mean)"},
     "return_windows": {"type": "boolean", "description": "add each window's character span, label and score"},
+    "calibrated": {"type": "boolean", "description": "divide the logits by the bundle's fitted temperature "
+                                                     "(default true when it has one); false: raw scores"},
+    "threshold": {"oneOf": [{"type": "number", "minimum": 0, "maximum": 1}, {"type": "string", "enum": ["auto"]},
+                            {"type": "object", "additionalProperties": {"type": "number", "minimum": 0,
+                                                                        "maximum": 1}}],
+                  "description": "a single-label text whose top score is below it gets label null; multi-label: "
+                                 "every label at or above it; 'auto': the bundle's, for its target precision"},
+    "explain": {"type": "boolean", "description": "add each returned label's word-level explanation (one more "
+                                                  "row per word: counts against --max-client-batch)"},
 }
 PREDICT_BODY_SCHEMA = {
     "type": "object", "required": ["inputs"], "additionalProperties": False,

@@ -28,7 +28,7 @@ def test_every_spelling_of_top_k_is_one_option(clf):
 
 
 def test_options_are_checked_against_the_models_facts_without_a_classifier(clf):
-    facts = ModelFacts("multi_label_classification", 4, clf.window_options)
+    facts = ModelFacts("multi_label_classification", ("a", "b", "c", "d"), clf.window_options)
     assert CallOptions.parse(facts).function == "sigmoid"
     assert CallOptions.parse(facts, window=32).windows.stride == 8
     with pytest.raises(InputError, match="truncation_direction"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ortpipe.runtime.call import ModelFacts
 from ortpipe.serve.config import ServeConfig
 from ortpipe.serve.protocol import RequestError, parse_predict
 from ortpipe.runtime.windows import window_options
@@ -14,7 +15,8 @@ def windowing(window, stride=None, aggregate=None, return_windows=False, truncat
 
 
 def parse(body, **kwargs):
-    return parse_predict(body, "single_label_classification", 3, 4, windowing=windowing, **kwargs)
+    facts = ModelFacts("single_label_classification", ("a", "b", "c"), windowing)
+    return parse_predict(body, facts, 4, **kwargs)
 
 
 def test_tei_shapes_and_pipeline_parameters():
