@@ -51,10 +51,10 @@ def binomial_cdf(k: int, n: int, p: float) -> float:
     if p >= 1.0:
         return 1.0 if k >= n else 0.0
     log_p, log_q = math.log(p), math.log1p(-p)
-    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
-             for i in range(0, min(k, n) + 1)]
-    top = max(terms)
-    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
+    i = np.arange(min(k, n), dtype=np.float64)  # pmf(i + 1) / pmf(i) = (n − i) / (i + 1) · p / q
+    logs = n * log_q + np.concatenate(([0.0], np.cumsum(np.log(n - i) - np.log(i + 1) + log_p - log_q)))
+    top = logs.max()
+    return float(min(1.0, math.exp(top) * np.exp(logs - top).sum()))
 
 
 def error_upper_bound(errors: int, n: int, delta: float) -> float:
@@ -90,7 +90,7 @@ def choose_threshold(confidence: np.ndarray, correct: np.ndarray, target_precisi
         if answered < rows and confidence[answered] == confidence[answered - 1]:
             continue  # a threshold answers every text with its score: ties go together
         errors = int(errors_before[answered])
-        if error_upper_bound(errors, answered, delta) > 1.0 - target_precision:
+        if binomial_cdf(errors, answered, 1.0 - target_precision) > delta:  # ⟺ the upper bound is above 1 − P
             break
         chosen = ChosenThreshold(float(confidence[answered - 1]), target_precision, delta, answered / rows,
                                  1.0 - errors / answered, rows)

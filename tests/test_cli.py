@@ -158,3 +158,18 @@ def test_a_text_over_the_limit_names_both_ways_out(bert_bundle):
     assert "input[1] has 502 tokens" in str(caught.value) and "window='auto' to classify it whole" in str(caught.value)
     over_http = caught.value.render(HTTP_NAMES)
     assert 'inputs[1]' in over_http and 'send "truncate": true' in over_http and '"window": "auto"' in over_http
+
+
+def test_scoring_flags_reach_the_call(bert_bundle, capsys):
+    assert main(["classify", "--bundle", str(bert_bundle), "--variant", "fp32", "a fine film", "--threshold", "1",
+                 "--explain-words"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["label"] is None and [w["word"] for w in record["explanation"]] == ["a", "fine", "film"]
+    assert main(["classify", "--bundle", str(bert_bundle), "--variant", "fp32", "a fine film", "--threshold",
+                 "LABEL_A=0,LABEL_B=0,LABEL_C=0", "--raw-scores"]) == 0
+    assert json.loads(capsys.readouterr().out)["label"] is not None
+    with pytest.raises(SystemExit):
+        main(["classify", "--bundle", str(bert_bundle), "x", "--threshold", "high"])
+    assert "LABEL=NUMBER" in capsys.readouterr().err
+    assert main(["classify", "--bundle", str(bert_bundle), "x", "--threshold", "auto"]) == 2
+    assert "has none" in capsys.readouterr().err
