@@ -105,12 +105,13 @@ def _statements(block: str):
     """Each top-level statement of a Python block, with the value its comment documents (or None).
 
     A comment documents a value when it starts (after an optional ``N: ``) with ``[``, ``{`` or ``(``;
-    ``...`` in it stands for anything, as in ``0.99...``.
+    ``...`` in it stands for anything, as in ``0.99...``; a note after two spaces, as in ``[...]  (calibrated)``,
+    is not part of the value.
     """
     lines = block.splitlines()
     for node in ast.parse(block).body:
         comment = lines[node.end_lineno - 1].partition("  #")[2].strip()
-        comment = re.sub(r"^\d+: ", "", comment)
+        comment = re.split(r" {2,}", re.sub(r"^\d+: ", "", comment))[0]
         yield node, (comment if comment[:1] in ("[", "{", "(") else None)
 
 
