@@ -1,7 +1,6 @@
 """Build a bundle: export, validate, optimize, quantize, time, write the manifest.
 
-    from ortpipe.export.bundle import build_bundle
-    build_bundle("path/to/checkpoint", "bundles/my-model", optimize=True, quantize="int8")
+    build_bundle("path/to/checkpoint", "bundles/my-model", BuildOptions(eval_data="test.tsv"))
 
 Validation is fatal for the fp32 graph (max |Δlogit| above ``atol``). The
 optimized and int8 variants are kept with their measurements either way, but
@@ -35,6 +34,7 @@ from ortpipe.runtime.manifest import Manifest, Variant, sha256_of
 from ortpipe.runtime.probes import PROBES_FILE, ProbeGate, ProbeSet, judge, probe_logits
 from ortpipe.runtime.timing import median_ms
 from ortpipe.runtime.tokenize import TextTokenizer
+from ortpipe.runtime.zero_shot import ZERO_SHOT, find_entailment
 from ortpipe.runtime.versions import library_versions
 
 # The probes every machine runs at load: 16 texts of at most 32 tokens (up to 8 spread over the eval
@@ -86,10 +86,6 @@ def _timings(model: OnnxModel, tokenizer: TextTokenizer) -> dict:
             "batch8_ms": median_ms(lambda: model(eight), 10)}
 
 
-def _library_versions() -> dict[str, str]:
-    return {"python": sys.version.split()[0], **library_versions()}
-
-
 def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildOptions(),
                  echo: Callable[[str], None] | None = None) -> Manifest:
     """Export ``model`` (a checkpoint folder or hub id) into the bundle folder ``out_dir``.
@@ -102,12 +98,10 @@ def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildO
     out_dir = Path(out_dir)
     if options.quantize not in (None, "int8"):
         raise ExportError(f"quantization {options.quantize!r} is not supported; use 'int8'")
-    if options.eval_data and not Path(options.eval_data).is_file():  # refused before the export's minutes
-        raise DataError(f"labelled data file not found: {options.eval_data}")
-    eval_set = None
-    calibration = options.calibration_data or options.eval_data
-    if calibration and not Path(calibration).is_file():
-        raise DataError(f"labelled data file not found: {calibration}")
+    eval_set, calibration = None, options.calibration_data or options.eval_data
+    for data in (options.eval_data, calibration):  # refused before the export's minutes
+        if data and not Path(data).is_file():
+            raise DataError(f"labelled data file not found: {data}")
     steps = (4 + bool(options.optimize) + bool(options.quantize) + options.fp16 + bool(options.eval_data)
              + bool(calibration))
     progress = Progress(steps, echo)
@@ -119,7 +113,6 @@ def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildO
         if options.eval_data:  # read once the model's label names are known: labels may be ids or names
             eval_set = read_labelled_tsv(options.eval_data, limit=options.eval_limit,
                                          label2id={v: k for k, v in source.torch_model.config.id2label.items()})
-
         _check_window(options.window, source.tokenizer.max_length)
         variants = _build_variants(source, staging, options, progress, eval_set)
         progress.step("probing and timing the variants, choosing the default")
@@ -131,8 +124,7 @@ def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildO
         manifest.write(staging)
         if calibration:
             progress.step(f"calibrating each variant on {Path(calibration).name}")
-            manifest = calibrate_bundle(staging, CalibrationSettings(Path(calibration), options.target_precision,
-                                                                     threads=options.threads))
+            manifest = _calibrated(staging, manifest, options, progress)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         _readable_by_others(staging)  # mkdtemp makes it drwx------: a service user must be able to read it
@@ -142,6 +134,19 @@ def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildO
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _calibrated(staging: Path, manifest: Manifest, options: BuildOptions, progress: Progress) -> Manifest:
+    """The bundle calibrated on ``--calibration-data``, or on ``--eval-data`` when it has rows enough."""
+    settings = CalibrationSettings(Path(options.calibration_data or options.eval_data), options.target_precision,
+                                   threads=options.threads)
+    try:
+        return calibrate_bundle(staging, settings)
+    except DataError as exc:
+        if options.calibration_data:
+            raise
+        progress.echo(f"      not calibrated: {exc}")
+        return manifest
 
 
 def _readable_by_others(folder: Path) -> None:
@@ -262,11 +267,13 @@ def _manifest(model: str, source: Source, variants: dict[str, Candidate], defaul
               options: BuildOptions) -> Manifest:
     """The bundle's self-description, with the sha256 of every file in ``staging``."""
     config = source.torch_model.config
+    id2label = {int(k): str(v) for k, v in config.id2label.items()}
+    entailment = find_entailment([id2label[i] for i in range(len(id2label))])
     return Manifest(
         source_model=options.source_name or model,
         model_type=config.model_type,
         problem_type=problem_type_of(config),
-        id2label={int(k): str(v) for k, v in config.id2label.items()},
+        id2label=id2label,
         max_length=source.tokenizer.max_length,
         input_names=source.graph.input_names,
         opset=source.graph.opset,
@@ -283,7 +290,9 @@ def _manifest(model: str, source: Source, variants: dict[str, Candidate], defaul
         probes_file=PROBES_FILE,
         probes_sha256=sha256_of(staging / PROBES_FILE),
         architecture=architecture_of(config),
-        library_versions=_library_versions(),
+        library_versions={"python": sys.version.split()[0], **library_versions()},
         notes=options.notes,
         window=options.window,
+        entailment_id=entailment,
+        task="text-classification" if entailment is None else ZERO_SHOT,
     )

@@ -3,7 +3,7 @@
     from ortpipe.runtime import TextClassifier
 
     clf = TextClassifier.load("bundles/sst2-minilm", variant="int8")
-    clf("This course is amazing!")   # [{'label': 'POSITIVE', 'score': 0.99...}]
+    clf("This course is amazing!")   # [{'label': 'POSITIVE', 'score': 0.9...}]
 
 Needs only numpy, tokenizers and onnxruntime; never imports torch,
 transformers or optimum.
@@ -23,6 +23,7 @@ from ortpipe.runtime.machine import describe_machine
 from ortpipe.runtime.manifest import Manifest, Variant, read_manifest
 from ortpipe.runtime.probes import ProbeReport
 from ortpipe.runtime.tokenize import Encoded
+from ortpipe.runtime.zero_shot_classifier import ZeroShotClassifier
 
 __all__ = [
     "Bundle",
@@ -37,6 +38,7 @@ __all__ = [
     "ProviderError",
     "TextClassifier",
     "Variant",
+    "ZeroShotClassifier",
     "default_bundle_dir",
     "describe_machine",
     "open_bundle",

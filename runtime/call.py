@@ -164,6 +164,11 @@ class Plan:
         """Each row's tokens, for the planner's length sort and token budget."""
         return [len(row) for row in self.rows]
 
+    def per_text_logits(self, logits: np.ndarray) -> np.ndarray:
+        """Each text's logits: its own row, or its windows' rows aggregated (explanation rows left out)."""
+        own = logits[:self.own_rows] if self.own_rows is not None else logits
+        return own if self.split is None else self.split.aggregate(own, self.options.windows.aggregate)
+
     def scores(self, logits: np.ndarray) -> np.ndarray:
         """Logits → calibrated (when asked) → the call's function."""
         if self.options.calibration is not None:
@@ -176,8 +181,7 @@ class Plan:
         options = self.options
         logits = np.asarray(logits, dtype=np.float32)
         own = logits[:self.own_rows] if self.own_rows is not None else logits
-        per_text = own if self.split is None else self.split.aggregate(own, options.windows.aggregate)
-        scores = self.scores(per_text)
+        scores = self.scores(self.per_text_logits(logits))
         picks = pick_labels(scores, options.top_k, options.one_label, options.thresholds, options.multi_label)
         results = label_dicts(scores, labels, picks, options.one_dict)
         if self.explained is not None:

@@ -152,11 +152,8 @@ class TextClassifier:
         return clf
 
     def check(self, refresh: bool = False) -> ProbeReport:
-        """Run the bundle's probe texts on this variant, here, against the fp32 reference.
-
-        Returns the :class:`~ortpipe.runtime.probes.ProbeReport` (cached per
-        bundle and machine under ``$ORTPIPE_HOME/checks``; ``refresh`` reruns it).
-        """
+        """The :class:`~ortpipe.runtime.probes.ProbeReport` of this variant's probe texts, here, against the fp32
+        reference (cached per bundle and machine under ``$ORTPIPE_HOME/checks``; ``refresh`` reruns it)."""
         return check_variant(self.bundle, self.model, self.tokenizer, refresh=refresh)
 
     @property
@@ -284,13 +281,18 @@ class TextClassifier:
         :meth:`~ortpipe.runtime.call.Plan.finish`; what ``__call__``, files and Ray Data run.
         """
         plan = plan_rows(self.tokenizer, items, options)
+        return plan.finish(self.run(plan), self.labels)
+
+    def run(self, plan: Plan) -> np.ndarray:
+        """The logits of a plan's rows (any :class:`~ortpipe.runtime.call.Plan`, or a zero-shot one), through
+        the one batching loop with the plan's options."""
+        options = plan.options
         if plan.truncated:
             with self._truncated_lock:
                 self._truncated += plan.truncated
-        batch_size = options.batch_size or self.default_batch_size()
-        rows = run_in_batches(plan.rows, plan.lengths, batch_size, lambda batch: list(self._logits(batch)),
-                              options.sort_by_length, options.max_batch_tokens)
-        return plan.finish(np.stack(rows), self.labels)
+        rows = run_in_batches(plan.rows, plan.lengths, options.batch_size or self.default_batch_size(),
+                              lambda batch: list(self._logits(batch)), options.sort_by_length, options.max_batch_tokens)
+        return np.stack(rows)
 
     def _logits(self, batch: list) -> np.ndarray:
         """Stages 1b and 2 for one batch of encodings (or windows): collate, run."""

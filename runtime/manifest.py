@@ -65,6 +65,8 @@ class Manifest:
     notes: tuple[str, ...] = ()
     # the recommended window for long texts (tokens per window, ``window="auto"``); None: the model's limit
     window: int | None = None
+    # an NLI model's entailment label (its index in id2label), for zero-shot classification; None: none
+    entailment_id: int | None = None
 
     @property
     def num_labels(self) -> int:
@@ -162,6 +164,13 @@ def _window(data: dict, max_length: int, path: Path) -> int | None:
     return window
 
 
+def _entailment(data: dict, num_labels: int, path: Path) -> int | None:
+    found = data.get("entailment_id")
+    if found is not None and (not isinstance(found, int) or isinstance(found, bool) or not 0 <= found < num_labels):
+        raise BundleError(f"{path}: entailment_id {found!r} must be the index of one of the {num_labels} labels")
+    return found
+
+
 def read_manifest(bundle_dir: str | Path) -> Manifest:
     """Parse and check ``bundle_dir/ortpipe.json``.
 
@@ -221,6 +230,7 @@ def read_manifest(bundle_dir: str | Path) -> Manifest:
         library_versions=data.get("library_versions", {}),
         notes=tuple(data.get("notes", ())),
         window=window,
+        entailment_id=_entailment(data, len(id2label), path),
     )
 
 

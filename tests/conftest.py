@@ -43,6 +43,26 @@ def bundles(checkpoints, tmp_path_factory) -> dict[str, Path]:
     return built
 
 
+# tiny NLI models: the entailment label at different indices, in different spellings (transformers finds any)
+NLI_LABELS = {"bert": {0: "contradiction", 1: "neutral", 2: "entailment"},
+              "distilbert": {0: "ENTAILMENT", 1: "NEUTRAL", 2: "CONTRADICTION"},
+              "roberta": {0: "Contradiction", 1: "Entailment", 2: "Neutral"},
+              "deberta-v2": {0: "entailment", 1: "not_entailment"}}
+
+
+@pytest.fixture(scope="session")
+def nli_models(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
+    """Per family, a tiny random NLI checkpoint and its bundle: ``{arch: (checkpoint, bundle)}``."""
+    from ortpipe.export.bundle import build_bundle
+
+    root, made = tmp_path_factory.mktemp("nli"), {}
+    for arch, labels in NLI_LABELS.items():
+        checkpoint = make_tiny_classifier(arch, root / arch / "checkpoint", id2label=labels, seed=3)
+        build_bundle(str(checkpoint), root / arch / "bundle", echo=lambda line: None)
+        made[arch] = (checkpoint, root / arch / "bundle")
+    return made
+
+
 @pytest.fixture(scope="session")
 def bert_bundle(bundles) -> Path:
     return bundles["bert"]

@@ -4,7 +4,8 @@ import ortpipe.runtime as runtime
 
 EXPECTED = {
     "Bundle", "BundleError", "Encoded", "InferenceError", "InputError", "IntegrityError", "Manifest",
-    "OrtpipeError", "ProbeReport", "ProviderError", "TextClassifier", "Variant", "default_bundle_dir",
+    "OrtpipeError", "ProbeReport", "ProviderError", "TextClassifier", "Variant", "ZeroShotClassifier",
+    "default_bundle_dir",
     "describe_machine", "open_bundle", "read_manifest",
 }
 

