@@ -10,6 +10,7 @@ def classify(args) -> int:
     from ortpipe.distributed.data import CHUNK_ROWS, classify_with_ray
     from ortpipe.runtime.cli import scoring_of, window_kwargs
     from ortpipe.runtime.errors import InputError
+    from ortpipe.runtime.zero_shot_cli import zero_shot_of
 
     if args.resume:
         raise InputError("--resume is for the local engine; a Ray Data job retries lost work itself")
@@ -21,7 +22,8 @@ def classify(args) -> int:
                                column=args.column, pair_column=args.pair_column, field=args.field, keep=args.keep,
                                on_error=args.on_error, chunk_rows=args.chunk_rows or CHUNK_ROWS,
                                batch_size=args.batch_size, top_k=top_k, memory=args.memory, provider=args.provider,
-                               quiet=args.quiet, scoring=scoring_of(args), **window_kwargs(args))
+                               quiet=args.quiet, scoring=scoring_of(args), zero_shot=zero_shot_of(args),
+                               **window_kwargs(args))
     print(f"ortpipe: {report.rows} rows written to {args.out}/ in {report.files} Parquet files "
           f"({report.errors} with an error) by {report.actors} Ray actors in {report.seconds:.1f} s", file=sys.stderr)
     return 0

@@ -35,7 +35,7 @@ from ortpipe.runtime.call import Scoring
 from ortpipe.runtime.manifest import read_manifest
 from ortpipe.runtime.errors import InputError, OrtpipeError
 from ortpipe.runtime.stream import (FileSpec, Row, check_on_error, check_record, classify_rows, file_options,
-                                    output_columns, parquet_schema, parquet_table)
+                                    output_columns, parquet_schema, parquet_table, zero_shot_file)
 
 CHUNK_ROWS = 2048
 ACTORS_START_S = 300  # how long the actors may take to start (fetch and check the bundle, load the model)
@@ -80,6 +80,7 @@ class BatchOptions:
     columns: tuple[str, ...] = field(default=())
     windowing: tuple = (None, None, None, False)  # window, stride, aggregate, return_windows
     scoring: Scoring = Scoring()
+    zero_shot: Any = None  # ZeroShotOptions: candidate labels for an NLI bundle
 
 
 class BundleActor:
@@ -97,8 +98,13 @@ class BundleActor:
                                        threads=options.threads, spinning=False, memory=options.memory)
         self.options = options
         self.schema = parquet_schema(options.columns)
-        self.call = file_options(self.clf, options.top_k, options.batch_size, *options.windowing,
-                                 scoring=options.scoring)
+        self.variant, self.runner = self.clf.variant, self.clf
+        if options.zero_shot is None:
+            self.call = file_options(self.clf, options.top_k, options.batch_size, *options.windowing,
+                                     scoring=options.scoring)
+        else:
+            self.runner, self.call = zero_shot_file(self.clf, options.zero_shot, options.spec, options.batch_size,
+                                                    *options.windowing[:3])
         self.node = ray.get_runtime_context().get_node_id()
 
     def __call__(self, batch):
@@ -117,10 +123,10 @@ class BundleActor:
             named = f" ({', '.join(f'{k}={v!r}' for k, v in bad.kept.items())})" if bad.kept else ""
             raise InputError(f"{spec.path}: a row{named}: {bad.error} (pass --on-error skip to write it as an "
                              "error row)")
-        records = classify_rows(self.clf, rows, self.call, numbered=False)
+        records = classify_rows(self.runner, rows, self.call, numbered=False)
         if options.provenance:
             for record in records:
-                record.update(node=self.node, variant=self.clf.variant)
+                record.update(node=self.node, variant=self.variant)
         return parquet_table(records, self.schema)
 
 
@@ -171,7 +177,7 @@ def classify_with_ray(source: str | Path, out: str | Path, *, bundle: str | Path
                       top_k: Any = None, memory: str | None = None, provider: str = "auto",
                       actor_resources: dict | None = None, provenance: bool = False, quiet: bool = False,
                       window: int | str | None = None, stride: int | None = None, aggregate: str | None = None,
-                      return_windows: bool = False, scoring: Scoring = Scoring()) -> RayReport:
+                      return_windows: bool = False, scoring: Scoring = Scoring(), zero_shot: Any = None) -> RayReport:
     """Classify every row of ``source`` into Parquet files in the folder ``out``, on Ray Data.
 
     Args:
@@ -197,9 +203,10 @@ def classify_with_ray(source: str | Path, out: str | Path, *, bundle: str | Path
         if value is not None:
             check_batch_size(value, name)
     manifest = read_manifest(bundle if bundle is not None else default_bundle_dir())
-    columns = (*output_columns(spec.keep, scoring.one_dict(top_k, manifest.problem_type, manifest.num_labels),
-                               numbered=False, windows=return_windows, explain=scoring.explain),
-               *(PROVENANCE_COLUMNS if provenance else ()))
+    answer = (output_columns(spec.keep, scoring.one_dict(top_k, manifest.problem_type, manifest.num_labels),
+                             numbered=False, windows=return_windows, explain=scoring.explain) if zero_shot is None
+              else [*spec.keep, "labels", "scores", "error"])
+    columns = (*answer, *(PROVENANCE_COLUMNS if provenance else ()))
 
     ray = import_ray()
     connect(address, quiet)
@@ -212,7 +219,7 @@ def classify_with_ray(source: str | Path, out: str | Path, *, bundle: str | Path
     actors = actors or default_actors(threads)
     shipped = ship_bundle(bundle, variant)
     options = BatchOptions(spec, on_error, batch_size, top_k, threads, memory, provider, provenance, columns,
-                           (window, stride, aggregate, return_windows), scoring)
+                           (window, stride, aggregate, return_windows), scoring, zero_shot)
     dataset = read_dataset(source, spec.format, spec.text_column, spec.pair_column).map_batches(
         BundleActor, fn_constructor_args=(shipped, options), batch_size=chunk_rows, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=threads, resources=actor_resources)

@@ -15,6 +15,7 @@ from typing import Any
 
 from ortpipe.runtime.call import Scoring
 from ortpipe.runtime.errors import InputError
+from ortpipe.runtime.zero_shot_cli import add_zero_shot_arguments, print_zero_shot, zero_shot_of
 
 
 def _columns(raw: str) -> list[str]:
@@ -84,6 +85,7 @@ def _add_classify(subparsers) -> None:
     add_window_arguments(parser)
     parser.add_argument("--return-windows", action="store_true",
                         help="with --window: add each window's character span, label and score to each result")
+    add_zero_shot_arguments(parser)
     add_memory_argument(parser)
     parser.set_defaults(run=_run_classify)
 
@@ -221,12 +223,17 @@ def _run_classify(args) -> int:
         return args.ray_classify(args)  # set by ortpipe.cli, which sits above the distributed package
     if args.explain and args.window is not None:
         raise InputError("--explain walks one model call per text: give no --window with it")
+    zero_shot = zero_shot_of(args)
     texts = None if args.file else _read_texts(args)
     clf = TextClassifier.load(args.bundle, variant=args.variant, provider=args.provider, threads=args.threads,
                               memory=args.memory)
     clf.window_options(**window_kwargs(args))  # a bad window setting is refused before any text is read
     if args.file:
-        return _classify_file(clf, args)
+        return _classify_file(clf, args, zero_shot)
+    if zero_shot is not None:
+        print_zero_shot(clf, texts, zero_shot, args)
+        _notice_truncation(clf, len(texts))
+        return 0
     if args.explain:
         for text in texts:
             explain(clf, text)
@@ -247,7 +254,7 @@ def _notice_truncation(clf, total: int) -> None:
         print(notice, file=sys.stderr)
 
 
-def _classify_file(clf, args) -> int:
+def _classify_file(clf, args, zero_shot=None) -> int:
     from ortpipe.runtime.stream import CHUNK_ROWS, classify_file
 
     top_k = "all" if args.all_labels else args.top_k
@@ -256,7 +263,7 @@ def _classify_file(clf, args) -> int:
                            on_error=args.on_error, resume=args.resume, chunk_rows=args.chunk_rows or CHUNK_ROWS,
                            batch_size=args.batch_size, top_k=top_k,
                            progress=not args.quiet and sys.stderr.isatty(), scoring=scoring_of(args),
-                           **window_kwargs(args))
+                           zero_shot=zero_shot, **window_kwargs(args))
     if args.out:
         resumed = f", after {report.resumed_after} rows done before" if report.resumed_after else ""
         print(f"ortpipe: {report.rows} rows written to {args.out} ({report.errors} with an error){resumed}",

@@ -35,6 +35,8 @@ from ortpipe.runtime.inputs import normalize_inputs
 from ortpipe.runtime.progress import PROGRESS_SUFFIX, Progress  # noqa: F401 (PROGRESS_SUFFIX: re-exported)
 from ortpipe.runtime.readers import (CHUNK_ROWS, IN_FORMATS, FileSpec, Row, check_on_error,  # noqa: F401
                                      check_record, count_rows, format_of, read_rows)
+from ortpipe.runtime.zero_shot import ZeroShotCall, ZeroShotOptions, check_hypotheses, pair_options
+from ortpipe.runtime.zero_shot_classifier import ZeroShotClassifier
 from ortpipe.runtime.sinks import (OUT_FORMATS, check_output, open_sink, output_columns,  # noqa: F401
                                    parquet_schema, parquet_table)
 
@@ -56,6 +58,17 @@ def file_options(clf, top_k: Any, batch_size: int | None = None, window: Any = N
                              **scoring.as_kwargs())
 
 
+def zero_shot_file(clf, zero_shot: ZeroShotOptions, spec: FileSpec, batch_size: int | None, window: Any,
+                   stride: Any, aggregate: Any) -> tuple[ZeroShotClassifier, ZeroShotCall]:
+    """The executor and options of a file classified zero-shot; a pair column is refused."""
+    if spec.pair_column is not None:
+        raise InputError("zero-shot classifies single texts (each candidate label makes the pair): give no "
+                         "pair column with candidate labels")
+    check_hypotheses(clf.tokenizer, zero_shot)
+    call = pair_options(clf, batch_size=batch_size, window=window, stride=stride, aggregate=aggregate)
+    return ZeroShotClassifier(clf), ZeroShotCall(call, zero_shot)
+
+
 def _record(row: Row, result: Any) -> dict:
     out = {"row": row.number, **row.kept}
     if isinstance(result, dict):
@@ -69,7 +82,8 @@ def classify_file(clf, source: str | Path, out: str | Path | None = None, *, in_
                   resume: bool = False, chunk_rows: int = CHUNK_ROWS, batch_size: int | None = None,
                   top_k: Any = None, progress: bool = False, window: int | str | None = None,
                   stride: int | None = None, aggregate: str | None = None,
-                  return_windows: bool = False, scoring: Scoring = Scoring()) -> StreamReport:
+                  return_windows: bool = False, scoring: Scoring = Scoring(),
+                  zero_shot: ZeroShotOptions | None = None) -> StreamReport:
     """Classify every row of ``source`` into ``out`` (None: JSON Lines on stdout), a chunk at a time.
 
     Args:
@@ -85,6 +99,7 @@ def classify_file(clf, source: str | Path, out: str | Path | None = None, *, in_
         aggregate: ``"mean"``, ``"max"`` or ``"first"``.
         return_windows: add each window's span, label and score (a ``windows`` output column).
         scoring: calibrated or raw scores, a threshold, explanations (an ``explanation`` column).
+        zero_shot: candidate labels for an NLI bundle: ``labels`` and ``scores`` columns, best first.
     """
     spec = FileSpec.of(source, in_format, column, pair_column, field, keep)
     ofmt = "jsonl" if out is None else format_of(out, out_format, OUT_FORMATS, "jsonl")
@@ -93,8 +108,12 @@ def classify_file(clf, source: str | Path, out: str | Path | None = None, *, in_
     if resume and (out is None or ofmt == "parquet"):
         raise InputError("resume needs --out in JSON Lines or CSV (a Parquet file cut short has no footer)")
     rows = spec.rows()
-    call = file_options(clf, top_k, batch_size, window, stride, aggregate, return_windows, scoring)  # before writes
-    columns = output_columns(spec.keep, call.one_dict, windows=return_windows, explain=call.explain)
+    if zero_shot is None:  # options are checked before anything is written
+        call = file_options(clf, top_k, batch_size, window, stride, aggregate, return_windows, scoring)
+        columns = output_columns(spec.keep, call.one_dict, windows=return_windows, explain=call.explain)
+    else:
+        clf, call = zero_shot_file(clf, zero_shot, spec, batch_size, window, stride, aggregate)
+        columns = ["row", *spec.keep, "labels", "scores", "error"]
     out = None if out is None else Path(out)
     tracker = resumed = None
     if out is not None:

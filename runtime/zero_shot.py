@@ -156,6 +156,14 @@ class ZeroShotPlan:
         return results
 
 
+@dataclass(frozen=True)
+class ZeroShotCall:
+    """A zero-shot call's checked options as files and Ray Data carry them: the pair rows' and the labels'."""
+
+    pairs: CallOptions
+    zero_shot: ZeroShotOptions
+
+
 def plan_zero_shot(tokenizer, texts: list[str], options: ZeroShotOptions, call: CallOptions,
                    entailment: int) -> ZeroShotPlan:
     """The rows of ``texts`` × ``options.hypotheses``; ``call``: the pair rows' options (:func:`pair_options`)."""

@@ -17,8 +17,8 @@ from typing import Any
 
 from ortpipe.runtime.classifier import TextClassifier
 from ortpipe.runtime.errors import BundleError
-from ortpipe.runtime.zero_shot import (DEFAULT_TEMPLATE, ZeroShotOptions, find_entailment, no_entailment,
-                                       pair_options, plan_zero_shot, zero_shot_texts)
+from ortpipe.runtime.zero_shot import (DEFAULT_TEMPLATE, ZeroShotCall, ZeroShotOptions, find_entailment,
+                                       no_entailment, pair_options, plan_zero_shot, zero_shot_texts)
 
 
 def entailment_of(clf: TextClassifier) -> int | None:
@@ -73,3 +73,10 @@ class ZeroShotClassifier:
         plan = plan_zero_shot(self.classifier.tokenizer, texts, options, call, self.entailment)
         results = plan.finish(self.classifier.run(plan))
         return results[0] if single else results
+
+    def classify(self, texts: list, call: ZeroShotCall) -> list[dict]:
+        """Per text ``{'labels', 'scores'}`` (the text is its row's): the executor files and Ray Data run."""
+        texts, _ = zero_shot_texts(list(texts))
+        plan = plan_zero_shot(self.classifier.tokenizer, texts, call.zero_shot, call.pairs, self.entailment)
+        return [{"labels": result["labels"], "scores": result["scores"]}
+                for result in plan.finish(self.classifier.run(plan))]

@@ -34,7 +34,8 @@ from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 
 from ortpipe.runtime.classifier import TextClassifier
-from ortpipe.serve.asgi import PREDICT_ROUTES, PredictFastPath, json_bytes, parse_json, read_body, \
+from ortpipe.serve import classify_api
+from ortpipe.serve.asgi import PREDICT_ROUTES, PredictFastPath, Route, json_bytes, parse_json, read_body, \
     unless_disconnected
 from ortpipe.serve.batcher import Batcher
 from ortpipe.serve.config import ServeConfig
@@ -46,6 +47,7 @@ from ortpipe.serve.protocol import PAIR_WARNING, PREDICT_BODY_SCHEMA, RequestErr
 from ortpipe.serve.scheduler import Scheduler
 from ortpipe.serve.security import ApiKeyGuard, document_keys
 from ortpipe.serve.served import ServedModels, bundle_digest
+from ortpipe.serve.zero_shot_protocol import ZERO_SHOT_ANSWER, ZERO_SHOT_OPTIONS
 
 MODEL_PREDICT_ROUTES = ("/models/{name}/predict",)
 # one line per request (ortpipe serve turns it on; --no-access-log leaves it off)
@@ -79,8 +81,14 @@ def _as_models(models, config: ServeConfig) -> dict[str, tuple[TextClassifier, S
     return {name: value if isinstance(value, tuple) else (value, config) for name, value in models.items()}
 
 
-async def answer(server: ServerState, receive, header, model: str | None = None) -> tuple[int, bytes, list]:
-    """One ``/predict`` request, from ASGI ``receive`` and ``header(name)``: (status, JSON body, headers).
+PREDICT = Route("predict", lambda predictor, body, *rest: predictor.predict(body, *rest))
+CLASSIFY = Route("classify", classify_api.respond, classify_api.classify_error)
+
+
+async def answer(server: ServerState, receive, header, model: str | None = None,
+                 route: Route = PREDICT) -> tuple[int, bytes, list]:
+    """One ``/predict`` request (or ``route``'s), from ASGI ``receive`` and ``header(name)``: (status, JSON body,
+    headers).
 
     ``model``: the name in the path (``/models/{name}/predict``); else the body's ``model``; else the default.
     """
@@ -99,17 +107,19 @@ async def answer(server: ServerState, receive, header, model: str | None = None)
         counted = predictor.metrics
         if isinstance(body, dict):
             body = {k: v for k, v in body.items() if k != "model"}
-        payload = await predictor.predict(body, header(TIMEOUT_HEADER), timings,
-                                          partial(unless_disconnected, receive))
-        status, extra = 200, ({"Warning": PAIR_WARNING} if reads_as_pair(body) else {})
+        payload = await route.respond(predictor, body, header(TIMEOUT_HEADER), timings,
+                                      partial(unless_disconnected, receive))
+        status, extra = 200, ({"Warning": PAIR_WARNING} if route is PREDICT and reads_as_pair(body) else {})
     except ServeError as exc:  # each refusal's status, body and headers are its class's
         status, payload, extra = exc.status, exc.body(), exc.headers
         counted.rejections.labels(exc.reason).inc()
     except Exception as exc:  # the model failed on this batch; the server goes on
         status, payload, extra = 500, {"error": f"{type(exc).__name__}: {exc}", "error_type": "backend"}, {}
-    counted.requests.labels("predict", str(status)).inc()
+    if status != 200:
+        status, payload = route.refuse(status, payload)
+    counted.requests.labels(route.name, str(status)).inc()
     if ACCESS_LOG.isEnabledFor(logging.INFO):
-        ACCESS_LOG.info("predict model=%s status=%d ms=%.1f id=%s", counted.name or "-", status,
+        ACCESS_LOG.info(route.name + " model=%s status=%d ms=%.1f id=%s", counted.name or "-", status,
                         (time.perf_counter() - started) * 1000, request_id)
     headers = [*([("x-request-id", request_id)] if server.request_id_header else []), *extra.items(),
                *((name, f"{seconds * 1000:.3f}") for name, seconds in timings.items())]
@@ -123,6 +133,11 @@ def _server(request: Request) -> ServerState:
 async def predict(request: Request) -> Response:
     status, body, headers = await answer(_server(request), request.receive, request.headers.get,
                                          request.path_params.get("name"))
+    return Response(body, status_code=status, headers=dict(headers), media_type="application/json")
+
+
+async def classify(request: Request) -> Response:
+    status, body, headers = await answer(_server(request), request.receive, request.headers.get, route=CLASSIFY)
     return Response(body, status_code=status, headers=dict(headers), media_type="application/json")
 
 
@@ -162,17 +177,27 @@ async def prometheus(request: Request):
 
 
 def _add_routes(app: FastAPI, default_model: str) -> None:
-    body_schema = {**PREDICT_BODY_SCHEMA, "properties": {**PREDICT_BODY_SCHEMA["properties"], "model": {
-        "type": "string", "description": f"which model answers (default {default_model!r}; see GET /models)"}}}
+    properties = PREDICT_BODY_SCHEMA["properties"]
+    parameters = {**properties["parameters"], "properties": {**properties["parameters"]["properties"],
+                                                             **ZERO_SHOT_OPTIONS}}
+    body_schema = {**PREDICT_BODY_SCHEMA, "properties": {**properties, **ZERO_SHOT_OPTIONS, "parameters": parameters,
+                                                         "model": {"type": "string", "description": (
+        f"which model answers (default {default_model!r}; see GET /models)")}}}
+    answers = {"oneOf": [{"type": "array", "description": "per text, its labels with their scores, best first"},
+                         ZERO_SHOT_ANSWER, {"type": "array", "items": ZERO_SHOT_ANSWER}]}
     openapi = {"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}},
-               "responses": {"200": {"description": "per text, its labels with their scores, best first",
-                                     "content": {"application/json": {"schema": {"type": "array"}}}},
+               "responses": {"200": {"description": "per text, its labels with their scores, best first; with "
+                                                    "candidate_labels, zero-shot's {sequence, labels, scores}",
+                                     "content": {"application/json": {"schema": answers}}},
                              **error_responses(*PREDICT_STATUSES)}}
     by_name = {**openapi, "parameters": [NAME_PARAMETER]}
     for route in (*PREDICT_ROUTES, *MODEL_PREDICT_ROUTES):
         app.add_api_route(route, predict, methods=["POST"], summary="Classify texts (TEI-compatible)",
                           include_in_schema=route in ("/predict", *MODEL_PREDICT_ROUTES),
                           openapi_extra=by_name if route in MODEL_PREDICT_ROUTES else openapi)
+    for route in classify_api.CLASSIFY_ROUTES:
+        app.add_api_route(route, classify, methods=["POST"], openapi_extra=classify_api.CLASSIFY_OPENAPI,
+                          summary="Classify texts (vLLM's classification API)")
     app.add_api_route("/health", health, methods=["GET"], summary="Alive")
     app.add_api_route("/ready", ready, methods=["GET"], summary="Every model warmed up, and not draining")
     app.add_api_route("/info", info, methods=["GET"],

@@ -8,11 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
 
 from ortpipe.serve.errors import ClientGone
 from ortpipe.serve.protocol import RequestError
 
 PREDICT_ROUTES = ("/predict", "/", "/invocations")
+
+
+@dataclass(frozen=True)
+class Route:
+    """How a kind of prediction route answers: its name in the metrics, its answer, its refusals' body.
+
+    ``respond(predictor, body, timeout header, timings, guard)`` is awaited for the payload;
+    ``refuse(status, {error, error_type})`` gives a refusal's status and body in that route's protocol.
+    """
+
+    name: str
+    respond: Callable[..., Awaitable[Any]]
+    refuse: Callable[[int, dict], tuple[int, dict]] = lambda status, payload: (status, payload)
 WATCH_AFTER_S = 0.005  # a queued request's connection is watched for a departure from then on
 
 

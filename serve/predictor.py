@@ -17,11 +17,14 @@ from typing import Awaitable, Callable
 from ortpipe.runtime.classifier import TextClassifier
 from ortpipe.runtime.errors import InputError
 from ortpipe.runtime.inference import OnnxModel
-from ortpipe.runtime.call import ModelFacts, Plan, plan_rows
+from ortpipe.runtime.call import ModelFacts, Plan
 from ortpipe.runtime.windows import WindowOptions, text_chars
+from ortpipe.runtime.zero_shot import ZERO_SHOT, ZeroShotPlan
+from ortpipe.runtime.zero_shot_classifier import entailment_of
 from ortpipe.serve.config import ServeConfig
 from ortpipe.serve.metrics import ServerMetrics
 from ortpipe.serve.protocol import HTTP_NAMES, PredictRequest, RequestError, invalid, parse_predict
+from ortpipe.serve.zero_shot_protocol import ZeroShotRequest, is_zero_shot, parse_zero_shot
 
 TIMEOUT_HEADER = "x-timeout-ms"
 INLINE_TOKENIZE = 8  # requests with more texts are tokenized in a worker thread
@@ -97,6 +100,7 @@ class Predictor:
         self.name, self.clf, self.config = name, clf, config
         self.bundle_path = bundle_path or str(clf.bundle.path)
         self.ready = False
+        self.entailment = entailment_of(clf)  # None: no zero-shot
         self.inflight = 0  # requests routed here and not yet answered: the version retires once none are left
         self.bundle_digest = bundle_digest
         self.metrics = metrics.model(name, queue_depth=lambda: self.batcher.depth, memory=lambda: clf.memory)
@@ -139,17 +143,32 @@ class Predictor:
         """
         self.inflight += 1
         try:
-            return await self._predict(body, timeout_header, timings, guard)
+            parsed = self.parse(body)
+            return parsed.shape((await self._run(parsed, timeout_header, timings, guard))[0])
         finally:
             self.inflight -= 1
 
-    async def _predict(self, body, timeout_header: str | None, timings: dict,
-                       guard: Callable[[Awaitable], Awaitable]) -> list:
-        manifest, config = self.clf.manifest, self.config
-        facts = ModelFacts(manifest.problem_type, tuple(self.clf.labels), self.clf.window_options,
-                           calibration=self.clf.calibration)
-        parsed = parse_predict(body, facts, config.max_client_batch, default_window=config.default_window)
-        deadline = deadline_of(timeout_header, config)
+    async def classify(self, texts: list[str], truncate: bool, timeout_header: str | None, timings: dict,
+                       guard: Callable[[Awaitable], Awaitable]) -> tuple[list[list[float]], int]:
+        """vLLM's ``/classify``: per text its scores in label order, made as ``/predict`` makes them, and the
+        tokens the model read."""
+        self.inflight += 1
+        try:  # [text] each: never TEI's pair reading of two strings
+            parsed = self.parse({"inputs": [[text] for text in texts], "truncate": truncate})
+            results, plan = await self._run(parsed, timeout_header, timings, guard)
+        finally:
+            self.inflight -= 1
+        position = {label: index for index, label in enumerate(self.clf.labels)}
+        probs = [[0.0] * len(position) for _ in results]
+        for row, labels in zip(probs, results):
+            for entry in labels:
+                row[position[entry["label"]]] = entry["score"]
+        return probs, int(sum(plan.lengths))
+
+    async def _run(self, parsed: PredictRequest | ZeroShotRequest, timeout_header: str | None, timings: dict,
+                   guard: Callable[[Awaitable], Awaitable]) -> tuple[list, Plan | ZeroShotPlan]:
+        """Per text its answer, and the plan that made it: plan, queue, run, finish."""
+        deadline = deadline_of(timeout_header, self.config)
         started = time.perf_counter()
         plan = await self._plan(parsed)
         timings["x-tokenization-time"] = time.perf_counter() - started
@@ -157,19 +176,27 @@ class Predictor:
         logits, queued, inferred = await guard(self.batcher.submit(plan.rows, deadline))
         timings["x-queue-time"], timings["x-inference-time"] = queued, inferred
         self.metrics.queue_seconds.observe(queued)
-        return parsed.shape(plan.finish(logits, self.clf.labels))
+        return plan.finish(logits, self.clf.labels), plan
 
-    async def _plan(self, parsed: PredictRequest) -> Plan:
+    def parse(self, body) -> PredictRequest | ZeroShotRequest:
+        """A checked body: a zero-shot one when it names ``candidate_labels``, else TEI's or the pipeline's."""
+        clf, config = self.clf, self.config
+        facts = ModelFacts(clf.manifest.problem_type, tuple(clf.labels), clf.window_options,
+                           calibration=clf.calibration)
+        if is_zero_shot(body):
+            return parse_zero_shot(body, facts, self.entailment, config.max_client_batch, config.default_window)
+        return parse_predict(body, facts, config.max_client_batch, default_window=config.default_window)
+
+    async def _plan(self, parsed: PredictRequest | ZeroShotRequest) -> Plan | ZeroShotPlan:
         """The request's rows (encodings, or windows of each text), tokenized in a thread when large."""
         chars = sum(map(text_chars, parsed.items))
         if parsed.windows is not None and chars > INLINE_CHARS:
             self._refuse_windows(fewest_windows(parsed.items, parsed.windows), parsed.windows, "at least ")
-        args = (self.clf.tokenizer, parsed.items, parsed.options)
         try:
             if len(parsed.items) <= INLINE_TOKENIZE and chars <= INLINE_CHARS:  # a thread hop would cost more
-                plan = plan_rows(*args)
+                plan = parsed.plan(self.clf.tokenizer)
             else:
-                plan = await asyncio.to_thread(plan_rows, *args)
+                plan = await asyncio.to_thread(parsed.plan, self.clf.tokenizer)
         except InputError as exc:
             raise invalid(exc.render(HTTP_NAMES)) from None
         if plan.explained is not None and len(plan.rows) > self.config.max_client_batch:
@@ -194,16 +221,21 @@ class Predictor:
         clf, manifest, config = self.clf, self.clf.manifest, self.config
         return {"name": self.name, "bundle": self.bundle_path, "source_model": manifest.source_model,
                 "variant": clf.variant, "provider": clf.provider, "labels": clf.labels,
-                "problem_type": manifest.problem_type, "max_input_length": manifest.max_length,
+                "problem_type": manifest.problem_type, "tasks": self.tasks, "max_input_length": manifest.max_length,
                 "batch_invariant": clf.batch_invariant, "state": "ready" if self.ready else "loading",
                 "window": {"recommended": manifest.window, "default": config.default_window,
                            "max_client_windows": config.max_client_windows},
                 "limits": config.as_dict(), "memory": clf.memory.as_dict(),
                 "calibration": clf.calibration.summary() if clf.calibration is not None else None}
 
+    @property
+    def tasks(self) -> list[str]:
+        """What the model answers: text classification, and zero-shot when it has an entailment label."""
+        return ["text-classification"] + ([ZERO_SHOT] if self.entailment is not None else [])
+
     def summary(self) -> dict:
         """One row of ``GET /models``."""
         info = self.info()
         limits = {k: info["limits"][k] for k in ("max_queue", "max_client_batch", "max_client_windows",
                                                   "timeout_ms", "max_batch_tokens", "max_batch_size", "window")}
-        return {k: info[k] for k in ("name", "bundle", "labels", "variant", "provider", "state")} | {"limits": limits}
+        return {k: info[k] for k in ("name", "bundle", "labels", "tasks", "variant", "provider", "state")} | {"limits": limits}

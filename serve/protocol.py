@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from ortpipe.runtime.errors import InputError
 from ortpipe.runtime.inputs import normalize_inputs
-from ortpipe.runtime.call import CallOptions, ModelFacts
+from ortpipe.runtime.call import CallOptions, ModelFacts, Plan, plan_rows
 from ortpipe.runtime.tokenize import TextInput
 from ortpipe.runtime.windows import WindowOptions
 from ortpipe.serve.errors import STATUS_MEANINGS, ServeError
@@ -87,6 +87,9 @@ class PredictRequest:
     @property
     def windows(self) -> WindowOptions | None:
         return self.options.windows
+
+    def plan(self, tokenizer) -> Plan:
+        return plan_rows(tokenizer, self.items, self.options)
 
     def shape(self, results: list) -> list:
         """Per-text results in the shape this request's client expects."""
@@ -161,7 +164,7 @@ def parse_predict(body: Any, facts: ModelFacts, max_client_batch: int,
         raise invalid(f"'truncation_direction' must be 'right' or 'left', got {direction!r}")
     try:
         items = normalize_inputs(raw).items
-        windows = _windows(options, facts.windowing, default_window) if facts.windowing is not None else None
+        windows = request_windows(options, facts.windowing, default_window) if facts.windowing is not None else None
         call = CallOptions.parse(facts, windows=windows, top_k=options.get("top_k"), truncation=truncate,
                                  truncation_direction=direction,
                                  function_to_apply="none" if raw_scores else options.get("function_to_apply"),
@@ -173,7 +176,7 @@ def parse_predict(body: Any, facts: ModelFacts, max_client_batch: int,
     return PredictRequest(items, single, call, nested="parameters" in body)
 
 
-def _windows(options: dict, windowing: Callable[..., WindowOptions | None],
+def request_windows(options: dict, windowing: Callable[..., WindowOptions | None],
              default_window: int | str | None) -> WindowOptions | None:
     """The request's window settings: its own ``window`` (null: off), else the server's default."""
     asked = "window" in options

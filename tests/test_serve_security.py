@@ -36,11 +36,13 @@ def test_every_route_but_health_needs_the_key_and_no_log_line_shows_it(bert_bund
         # (/docs and /openapi.json stay open: the schema holds no secret; --private-docs closes them, which
         # tests/test_serve_hostile.py checks)
         for method, route in (("GET", "/ready"), ("GET", "/info"), ("GET", "/models"), ("GET", "/metrics"),
-                              ("POST", "/predict"), ("POST", "/models/m/predict")):
-            missing = httpx.request(method, f"{url}{route}", json={"inputs": "x"}, timeout=10)
-            wrong = httpx.request(method, f"{url}{route}", json={"inputs": "x"}, timeout=10,
+                              ("POST", "/predict"), ("POST", "/models/m/predict"), ("POST", "/classify"),
+                              ("POST", "/v1/classify")):
+            body = {"input": "x"} if route.endswith("classify") else {"inputs": "x"}
+            missing = httpx.request(method, f"{url}{route}", json=body, timeout=10)
+            wrong = httpx.request(method, f"{url}{route}", json=body, timeout=10,
                                   headers={"Authorization": "Bearer nope"})
-            right = httpx.request(method, f"{url}{route}", json={"inputs": "x"}, timeout=10, headers=AUTH)
+            right = httpx.request(method, f"{url}{route}", json=body, timeout=10, headers=AUTH)
             assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200), route
             assert missing.json()["error_type"] == "unauthorized" and "no API key" in missing.json()["error"]
             assert "wrong API key" in wrong.json()["error"] and wrong.headers["www-authenticate"] == "Bearer"
