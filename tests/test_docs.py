@@ -126,14 +126,18 @@ def test_the_pages_document_results_in_their_python_blocks():
 @pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)),
                          ids=[f"{p.name}-{i}" for i, (p, _) in enumerate(PYTHON_BLOCKS)])
-def test_every_python_block_runs_and_gives_its_documented_results(index, default_bundle, tmp_path, monkeypatch):
-    """Each block runs on its own, with the default bundle where it says ``load()`` and as ``bundles/my-model``."""
+def test_every_python_block_runs_and_gives_its_documented_results(index, default_bundle, tmp_path, monkeypatch,
+                                                                    request):
+    """Each block runs on its own, with the default bundle where it says ``load()`` and as ``bundles/my-model``,
+    and a tiny NLI bundle as ``bundles/nli``."""
     page, block = PYTHON_BLOCKS[index]
     _, bundle = default_bundle
     (tmp_path / "home" / "bundles").mkdir(parents=True)
     (tmp_path / "home" / "bundles" / "sst2-minilm").symlink_to(bundle)
     (tmp_path / "bundles").mkdir()
     (tmp_path / "bundles" / "my-model").symlink_to(bundle)
+    if "bundles/nli" in block:
+        (tmp_path / "bundles" / "nli").symlink_to(request.getfixturevalue("nli_models")["bert"][1])
     monkeypatch.setenv("ORTPIPE_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
