@@ -171,14 +171,7 @@ def _entailment(data: dict, num_labels: int, path: Path) -> int | None:
     return found
 
 
-def read_manifest(bundle_dir: str | Path) -> Manifest:
-    """Parse and check ``bundle_dir/ortpipe.json``.
-
-    Raises:
-        BundleError: the file is missing, not JSON, of another format version,
-            or a field is missing or of the wrong type.
-    """
-    path = Path(bundle_dir) / MANIFEST_NAME
+def _json_object(path: Path, bundle_dir: str | Path) -> dict:
     if not path.is_file():
         raise BundleError(f"{path} not found: {bundle_dir} is not an ortpipe bundle "
                           "(create one with `ortpipe export`)")
@@ -188,6 +181,18 @@ def read_manifest(bundle_dir: str | Path) -> Manifest:
         raise BundleError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise BundleError(f"{path}: expected a JSON object")
+    return data
+
+
+def read_manifest(bundle_dir: str | Path) -> Manifest:
+    """Parse and check ``bundle_dir/ortpipe.json``.
+
+    Raises:
+        BundleError: the file is missing, not JSON, of another format version,
+            or a field is missing or of the wrong type.
+    """
+    path = Path(bundle_dir) / MANIFEST_NAME
+    data = _json_object(path, bundle_dir)
     version = _require(data, "format_version", int, path)
     if version not in READABLE_VERSIONS:
         raise BundleError(f"{path}: format version {version} is not supported by this ortpipe "
