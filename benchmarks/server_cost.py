@@ -1,0 +1,164 @@
+"""The server's CPU per sentence against in-process CPU per sentence, on the same texts and threads.
+
+    python -m ortpipe.benchmarks.server_cost --json server_cost.json [--serve-flag=--no-spinning …]
+
+``ortpipe serve`` runs the bundle (default: the default bundle, ``load()``'s variant) in its own process on
+127.0.0.1; clients send one SST-2 test sentence per request. The server's CPU is read from
+``/proc/<pid>/stat`` (user + system), so the load generator that shares the cores does not count. The
+in-process yardsticks run in this process, CPU from ``time.process_time()``: ``clf(text)`` one at a time
+(against one client) and ``clf(texts, batch_size=32)`` (against 64 concurrent clients). Reported per level:
+CPU milliseconds per sentence and the ratio; at one client the p50/p99 latency (client side) against
+in-process p50; at 64 the throughput; and the idle CPU of a server with two models over ``--idle-s``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ortpipe.benchmarks.http_client import RawHttpClient, free_port, run_client, server
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (its threads included), from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+async def _clients(url: str, texts: list[str], concurrency: int) -> list[float]:
+    """Every text once, by ``concurrency`` clients each posting one at a time; the latencies (s)."""
+    connections = [await RawHttpClient.connect(url) for _ in range(concurrency)]
+    latencies, cursor = [], iter(range(len(texts)))
+
+    async def client(connection: RawHttpClient) -> None:
+        for index in cursor:
+            started = time.perf_counter()
+            status, _ = await connection.post_json("/predict", {"inputs": texts[index]})
+            if status != 200:
+                raise RuntimeError(f"the server answered {status}")
+            latencies.append(time.perf_counter() - started)
+
+    try:
+        await asyncio.gather(*(client(c) for c in connections))
+    finally:
+        for connection in connections:
+            connection.close()
+    return latencies
+
+
+def served(url: str, pid: int, texts: list[str], concurrency: int) -> dict:
+    """Server CPU per sentence and the client-side latencies at ``concurrency``."""
+    run_client(_clients(url, texts[:64], concurrency))  # warm the connections and the arena
+    time.sleep(0.2)
+    cpu, started = process_cpu_s(pid), time.perf_counter()
+    latencies = run_client(_clients(url, texts, concurrency))
+    wall, cpu = time.perf_counter() - started, process_cpu_s(pid) - cpu
+    return {"cpu_ms_per_sentence": cpu / len(texts) * 1000, "sentences_per_s": len(texts) / wall,
+            "p50_ms": float(np.percentile(latencies, 50) * 1000), "p99_ms": float(np.percentile(latencies, 99) * 1000)}
+
+
+def in_process(clf, texts: list[str]) -> dict:
+    """CPU per sentence in-process: one call per text, and all texts at batch 32; one call's p50."""
+    clf(texts[:64], batch_size=32)
+    cpu = time.process_time()
+    each = []
+    for text in texts:
+        started = time.perf_counter()
+        clf(text)
+        each.append(time.perf_counter() - started)
+    one = (time.process_time() - cpu) / len(texts) * 1000
+    cpu, started = time.process_time(), time.perf_counter()
+    clf(texts, batch_size=32)
+    bulk, wall = (time.process_time() - cpu) / len(texts) * 1000, time.perf_counter() - started
+    return {"one_at_a_time_cpu_ms": one, "p50_ms": float(np.median(each) * 1000), "batch32_cpu_ms": bulk,
+            "batch32_sentences_per_s": len(texts) / wall}
+
+
+def idle_cpu(bundle: str, threads: int, flags: list[str], seconds: float) -> float:
+    """Percent of one core a server with two models (the bundle twice) spends doing nothing for ``seconds``."""
+    port = free_port()
+    command = [sys.executable, "-m", "ortpipe.cli", "serve", "--port", str(port), "--threads", str(threads),
+               "--model", f"a={bundle}", "--model", f"b={bundle}", *flags]
+    with server(command, port) as (_url, process):
+        time.sleep(2)
+        cpu = process_cpu_s(process.pid)
+        time.sleep(seconds)
+        return (process_cpu_s(process.pid) - cpu) / seconds * 100
+
+
+def measure(bundle: str, texts: list[str], threads: int, flags: list[str], idle_s: float, rounds: int = 1,
+            baseline: str | None = None) -> dict:
+    """Each server and the in-process yardsticks, ``rounds`` times in turn (the machine's speed drifts).
+
+    ``baseline``: a folder holding another checkout as ``ortpipe/``, served beside this one with the same
+    flags (``PYTHONPATH``), so that a change is measured against what it changes in one run.
+    """
+    from contextlib import ExitStack
+
+    from ortpipe.runtime import TextClassifier
+
+    clf = TextClassifier.load(bundle, threads=threads)
+    names = ["this checkout"] + (["baseline"] if baseline else [])
+    rows: dict = {name: [] for name in [*names, "in-process"]}
+    with ExitStack() as stack:
+        urls = {}
+        for name in names:
+            port = free_port()
+            command = [sys.executable, "-m", "ortpipe.cli", "serve", "--bundle", bundle, "--port", str(port),
+                       "--threads", str(threads), "--variant", clf.variant, "--no-access-log", *flags]
+            env = {**os.environ, **({"PYTHONPATH": baseline} if name == "baseline" else {})}
+            urls[name] = stack.enter_context(server(command, port, env=env))
+        for _ in range(rounds):
+            for name, (url, process) in urls.items():
+                rows[name].append({"one_client": served(url, process.pid, texts, 1),
+                                   "clients_64": served(url, process.pid, texts, 64)})
+            time.sleep(0.5)
+            rows["in-process"].append(in_process(clf, texts))
+    report = {"variant": clf.variant, "server_flags": flags, "rounds": rows}
+    for name in names:
+        report[name] = [{"ratio_one_client": r["one_client"]["cpu_ms_per_sentence"] / y["one_at_a_time_cpu_ms"],
+                         "ratio_64_clients": r["clients_64"]["cpu_ms_per_sentence"] / y["batch32_cpu_ms"],
+                         "p50_gap_ms": r["one_client"]["p50_ms"] - y["p50_ms"]}
+                        for r, y in zip(rows[name], rows["in-process"])]
+    report["idle_two_models_pct_of_a_core"] = idle_cpu(bundle, threads, flags, idle_s)
+    return report
+
+
+def main(argv=None) -> int:
+    from ortpipe.export.data import read_labelled_tsv, sst2_dir
+    from ortpipe.runtime.bundle import default_bundle_dir
+    from ortpipe.runtime.machine import describe_machine, isa_summary
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bundle", help="default: the default bundle")
+    parser.add_argument("--data", type=Path, help="labelled TSV (default: SST-2's test.tsv)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--idle-s", type=float, default=10.0)
+    parser.add_argument("--serve-flag", action="append", default=[], help="a flag for ortpipe serve (repeatable)")
+    parser.add_argument("--rounds", type=int, default=1, help="measure every server and in-process this many times")
+    parser.add_argument("--baseline", help="a folder with another checkout as ortpipe/, served beside this one")
+    parser.add_argument("--json", type=Path, help="write the report here too")
+    args = parser.parse_args(argv)
+    texts = read_labelled_tsv(args.data or sst2_dir() / "test.tsv").texts
+    bundle = str(args.bundle or default_bundle_dir())
+    report = {"machine": isa_summary(describe_machine()), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "sentences": len(texts), "threads": args.threads,
+              **measure(bundle, texts, args.threads, args.serve_flag, args.idle_s, args.rounds, args.baseline)}
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
