@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
-from ortpipe.runtime.machine import isa_summary
+from ortpipe.runtime.machine import describe_machine, isa_summary
 
 
 def _get(figures: dict, *keys, default=None):
@@ -118,3 +120,18 @@ def write_plot(results: dict, target: Path) -> Path:
     figure.savefig(target, dpi=110)
     plt.close(figure)
     return target
+
+
+def stamped(**figures) -> dict:
+    """A standalone benchmark's report: this machine's CPU and ISA and the date, then ``figures``."""
+    return {"machine": isa_summary(describe_machine()), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            **figures}
+
+
+def publish(report: dict, path: Path | None) -> int:
+    """Print ``report`` as JSON, and write it to ``path`` too when given; the exit status (0)."""
+    text = json.dumps(report, indent=2)
+    print(text)
+    if path:
+        path.write_text(text + "\n", encoding="utf-8")
+    return 0

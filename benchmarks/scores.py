@@ -18,17 +18,15 @@
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
 import numpy as np
 
+from ortpipe.benchmarks.report import publish, stamped
 from ortpipe.export.data import read_labelled_tsv
 from ortpipe.export.validate import logits_in_batches
 from ortpipe.runtime.calibration import (expected_calibration_error, fit_temperature, log_loss, reliability)
 from ortpipe.runtime.classifier import TextClassifier
-from ortpipe.runtime.machine import describe_machine, isa_summary
 from ortpipe.runtime.postprocess import softmax
 from ortpipe.runtime.selective import DEFAULT_DELTA, choose_threshold
 from ortpipe.runtime.timing import median_ms
@@ -184,22 +182,16 @@ def main(argv=None) -> int:
     labels = np.asarray(data.labels)
     logits = logits_in_batches(clf.model, clf.tokenizer, data.texts, batch_size=1)
     calibration = cross_fitted(logits, labels, args.target_precision)
-    machine = isa_summary(describe_machine())
     if args.plot:
         plot_reliability(softmax(logits), calibration["pooled"], labels, args.plot,
                          f"{args.data.name}, {clf.variant}: raw vs cross-fitted temperature")
     long_ones = [t for t in data.texts if len(t.split()) >= 8][:args.sentences]
     twenty = min(long_ones, key=lambda t: abs(len(t.split()) - 20))
-    report = {"machine": machine, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "bundle": str(clf.bundle.path), "variant": clf.variant, "threads": args.threads,
-              "data": f"{args.data.name} ({len(labels)})", "calibration": calibration["folds"],
-              "calibration_pooled": calibration["pooled_held_out"],
-              "explanations": explanations(clf, long_ones), "explain_cost": explain_cost(clf, twenty)}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
-    return 0
+    report = stamped(bundle=str(clf.bundle.path), variant=clf.variant, threads=args.threads,
+                     data=f"{args.data.name} ({len(labels)})", calibration=calibration["folds"],
+                     calibration_pooled=calibration["pooled_held_out"],
+                     explanations=explanations(clf, long_ones), explain_cost=explain_cost(clf, twenty))
+    return publish(report, args.out)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ortpipe.benchmarks.http_client import RawHttpClient, free_port, run_client, server
+from ortpipe.benchmarks.report import publish, stamped
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -136,7 +136,6 @@ def measure(bundle: str, texts: list[str], threads: int, flags: list[str], idle_
 def main(argv=None) -> int:
     from ortpipe.export.data import read_labelled_tsv, sst2_dir
     from ortpipe.runtime.bundle import default_bundle_dir
-    from ortpipe.runtime.machine import describe_machine, isa_summary
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", help="default: the default bundle")
@@ -150,14 +149,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     texts = read_labelled_tsv(args.data or sst2_dir() / "test.tsv").texts
     bundle = str(args.bundle or default_bundle_dir())
-    report = {"machine": isa_summary(describe_machine()), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "sentences": len(texts), "threads": args.threads,
-              **measure(bundle, texts, args.threads, args.serve_flag, args.idle_s, args.rounds, args.baseline)}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n", encoding="utf-8")
-    return 0
+    report = stamped(sentences=len(texts), threads=args.threads,
+                     **measure(bundle, texts, args.threads, args.serve_flag, args.idle_s, args.rounds, args.baseline))
+    return publish(report, args.json)
 
 
 if __name__ == "__main__":

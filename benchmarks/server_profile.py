@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import re
 import shutil
 import subprocess
@@ -25,6 +24,7 @@ import time
 from pathlib import Path
 
 from ortpipe.benchmarks.http_client import free_port, run_client, server
+from ortpipe.benchmarks.report import publish, stamped
 from ortpipe.benchmarks.server_cost import _clients
 
 # (group, pattern on one frame "function (file)"), tried innermost frame first
@@ -111,12 +111,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     texts = read_labelled_tsv(sst2_dir() / "test.tsv").texts
-    report = profile(args.bundle, args.clients, args.seconds, args.threads, texts, args.serve_flag)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n", encoding="utf-8")
-    return 0
+    report = stamped(threads=args.threads, **profile(args.bundle, args.clients, args.seconds, args.threads, texts,
+                                                     args.serve_flag))
+    return publish(report, args.json)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ pairs per second, and the largest score difference from the transformers pipelin
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -115,8 +114,8 @@ def measure(checkpoint: Path, bundle: Path, texts: list[str], threads: int, repe
 
 
 def main(argv=None) -> int:
+    from ortpipe.benchmarks.report import publish, stamped
     from ortpipe.export.data import read_labelled_tsv
-    from ortpipe.runtime.machine import describe_machine, isa_summary
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="labelled TSV, e.g. SST-2's test.tsv")
@@ -130,16 +129,10 @@ def main(argv=None) -> int:
     texts = read_labelled_tsv(args.data, limit=args.texts).texts
     checkpoint = make_nli_checkpoint(args.work / "checkpoint")
     bundle = export_once(checkpoint, args.work / "bundle")
-    machine = describe_machine()
-    report = {"machine": isa_summary(machine), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "texts": len(texts), "labels": len(LABELS), "pairs": len(texts) * len(LABELS),
-              "threads": args.threads, "batch_size": args.batch_size, "repeats": args.repeats,
-              "paths": measure(checkpoint, bundle, texts, args.threads, args.repeats, args.batch_size)}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n", encoding="utf-8")
-    return 0
+    report = stamped(texts=len(texts), labels=len(LABELS), pairs=len(texts) * len(LABELS), threads=args.threads,
+                     batch_size=args.batch_size, repeats=args.repeats,
+                     paths=measure(checkpoint, bundle, texts, args.threads, args.repeats, args.batch_size))
+    return publish(report, args.json)
 
 
 if __name__ == "__main__":
