@@ -54,7 +54,11 @@ def add_commands(subparsers) -> None:
                         help="the recommended window for long texts, in tokens (recorded in the manifest; what "
                              "window='auto' and --window auto use; default bundle: 256)")
     export.set_defaults(run=_run_export)
+    _add_calibrate(subparsers)
+    _add_finetune(subparsers)
 
+
+def _add_calibrate(subparsers) -> None:
     calibrate = subparsers.add_parser(
         "calibrate", help="fit a bundle's temperatures (and a threshold) on labelled data",
         description="Fit one temperature per variant of BUNDLE on labelled DATA (a TSV as for --eval-data; a "
@@ -72,6 +76,8 @@ def add_commands(subparsers) -> None:
     calibrate.add_argument("--threads", type=int, help="ONNX Runtime threads")
     calibrate.set_defaults(run=_run_calibrate)
 
+
+def _add_finetune(subparsers) -> None:
     finetune = subparsers.add_parser(
         "finetune", help="train the default sentiment adapter (LoRA) on SST-2",
         description="Fine-tune the packaged MiniLM with LoRA on DATA/train.tsv, select on "
