@@ -10,7 +10,7 @@ import json
 import sys
 
 from ortpipe.runtime.errors import InputError
-from ortpipe.runtime.zero_shot import DEFAULT_TEMPLATE, ZeroShotOptions
+from ortpipe.runtime.zero_shot import DEFAULT_TEMPLATE, ZeroShotCall, ZeroShotOptions, pair_options
 
 # classify's options that mean nothing to zero-shot: (argument name, flag)
 NOT_WITH_LABELS = (("explain", "--explain"), ("explain_words", "--explain-words"), ("threshold", "--threshold"),
@@ -47,10 +47,9 @@ def print_zero_shot(clf, texts: list[str], options: ZeroShotOptions, args, out=N
     """One JSON line per text: ``{"text", "labels", "scores"}``, labels best first."""
     from ortpipe.runtime.zero_shot_classifier import ZeroShotClassifier
 
-    zs = ZeroShotClassifier(clf)
-    results = zs(texts, list(options.labels), hypothesis_template=args.hypothesis_template,
-                 multi_label=options.multi_label, batch_size=args.batch_size, window=args.window,
-                 stride=args.stride, aggregate=args.aggregate)
+    call = pair_options(clf, batch_size=args.batch_size, window=args.window, stride=args.stride,
+                        aggregate=args.aggregate)
+    results = ZeroShotClassifier(clf).classify(texts, ZeroShotCall(call, options))
     for text, result in zip(texts, results):
         print(json.dumps({"text": text, "labels": result["labels"], "scores": result["scores"]},
                          ensure_ascii=False), file=out or sys.stdout)

@@ -127,7 +127,8 @@ def reads_as_pair(body: Any) -> bool:
     return isinstance(inputs, list) and len(inputs) == 2 and all(isinstance(x, str) for x in inputs)
 
 
-def _flag(value: Any, name: str, default: bool) -> bool:
+def flag(value: Any, name: str, default: bool) -> bool:
+    """A body's true/false field (None: ``default``); anything else is a 422 naming it."""
     if value is None:
         return default
     if not isinstance(value, bool):
@@ -157,8 +158,8 @@ def parse_predict(body: Any, facts: ModelFacts, max_client_batch: int,
     if len(raw) > max_client_batch:
         raise RequestError(413, "validation", f"{len(raw)} inputs in one request; the limit is "
                                               f"{max_client_batch} (--max-client-batch)")
-    raw_scores = _flag(options.get("raw_scores"), "raw_scores", False)
-    truncate = _flag(options.get("truncate", options.get("truncation")), "truncate", False)
+    raw_scores = flag(options.get("raw_scores"), "raw_scores", False)
+    truncate = flag(options.get("truncate", options.get("truncation")), "truncate", False)
     direction = options.get("truncation_direction") or "right"
     if not isinstance(direction, str) or direction.lower() not in ("right", "left"):
         raise invalid(f"'truncation_direction' must be 'right' or 'left', got {direction!r}")
@@ -168,8 +169,8 @@ def parse_predict(body: Any, facts: ModelFacts, max_client_batch: int,
         call = CallOptions.parse(facts, windows=windows, top_k=options.get("top_k"), truncation=truncate,
                                  truncation_direction=direction,
                                  function_to_apply="none" if raw_scores else options.get("function_to_apply"),
-                                 calibrated=_flag(options.get("calibrated"), "calibrated", True),
-                                 threshold=options.get("threshold"), explain=_flag(options.get("explain"),
+                                 calibrated=flag(options.get("calibrated"), "calibrated", True),
+                                 threshold=options.get("threshold"), explain=flag(options.get("explain"),
                                                                                    "explain", False))
     except InputError as exc:
         raise invalid(exc.render(HTTP_NAMES)) from None

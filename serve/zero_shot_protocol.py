@@ -21,7 +21,7 @@ from ortpipe.runtime.errors import InputError
 from ortpipe.runtime.windows import WindowOptions
 from ortpipe.runtime.zero_shot import (DEFAULT_TEMPLATE, ZeroShotOptions, ZeroShotPlan, no_entailment, pair_options,
                                        plan_zero_shot, zero_shot_texts)
-from ortpipe.serve.protocol import HTTP_NAMES, WINDOW_KEYS, RequestError, invalid, request_windows
+from ortpipe.serve.protocol import HTTP_NAMES, WINDOW_KEYS, RequestError, flag, invalid, request_windows
 
 ZERO_SHOT_KEYS = {"candidate_labels", "multi_label", "hypothesis_template"}
 KNOWN_KEYS = {"inputs", "parameters", "truncate", "truncation", *WINDOW_KEYS - {"return_windows"}, *ZERO_SHOT_KEYS}
@@ -74,9 +74,7 @@ def parse_zero_shot(body: dict, facts: ModelFacts, entailment: int | None, max_c
     if "inputs" not in body:
         raise invalid("the body has no 'inputs'")
     options = {**parameters, **{k: v for k, v in body.items() if k != "parameters"}}
-    truncate = options.get("truncate", options.get("truncation"))
-    if truncate is not None and not isinstance(truncate, bool):
-        raise invalid(f"'truncate' must be true or false, got {truncate!r}")
+    truncate = flag(options.get("truncate", options.get("truncation")), "truncate", True)
     try:
         texts, single = zero_shot_texts(body["inputs"])
         zero_shot = ZeroShotOptions.parse(options.get("candidate_labels"),
@@ -91,7 +89,7 @@ def parse_zero_shot(body: dict, facts: ModelFacts, entailment: int | None, max_c
                                               "(--max-client-batch)")
     windows = request_windows(options, facts.windowing, default_window) if facts.windowing is not None else None
     try:
-        call = pair_options(facts, truncation=truncate is not False, windows=windows)
+        call = pair_options(facts, truncation=truncate, windows=windows)
     except InputError as exc:
         raise invalid(exc.render(HTTP_NAMES)) from None
     return ZeroShotRequest(texts, single, zero_shot, call, entailment)
