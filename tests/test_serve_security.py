@@ -201,18 +201,39 @@ def test_sighup_rereads_the_config(bundles, tmp_path):
         assert "SIGHUP: gone unloaded" in log.read_text()
 
 
-def _sum(url: str, family: str, label: str = "") -> float:
+def _sum(url: str, family: str, label: str = "", text: str | None = None) -> float:
+    """The sum of a metric family's samples whose labels contain ``label``, from ``text`` or a fresh scrape."""
     total = 0.0
-    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+    for line in (text if text is not None else httpx.get(f"{url}/metrics", timeout=10).text).splitlines():
         name, _, rest = line.partition("{")
         if (name == family or line.startswith(family + " ")) and label in rest:
             total += float(line.rsplit(" ", 1)[1])
     return total
 
 
+def _wait_until_all_queued_and_run(url: str, queued: int, run_after: int, timeout: float = 60) -> None:
+    """Waits until ``queued`` texts were run or are queued (read from one scrape), then until ``run_after``
+    more texts have run."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        scrape = httpx.get(f"{url}/metrics", timeout=10).text
+        if _sum(url, "ortpipe_texts_total", text=scrape) + _sum(url, "ortpipe_queue_depth", text=scrape) >= queued:
+            break
+        assert time.monotonic() < deadline, "the three requests were never all queued"
+        time.sleep(0.002)
+    start = _sum(url, "ortpipe_texts_total", text=scrape)
+    while _sum(url, "ortpipe_texts_total") < start + run_after:
+        assert time.monotonic() < deadline, "the model stopped running texts"
+        time.sleep(0.002)
+
+
 def test_a_client_that_leaves_mid_request_has_its_unrun_texts_dropped(bert_bundle, tmp_path):
-    """Three requests of 256 long texts, one text per model call, taking turns; the third client leaves
-    100 ms in, with most of its texts not yet run: those are dropped, never run, and its request is a 499."""
+    """Three requests of 256 long texts, one text per model call, taking turns; the third client leaves once
+    all three are queued and 30 more texts have run (about 10 of its own, taking turns), with most of its
+    texts not yet run: those are dropped, never run, and its request is a 499. (A fixed 100 ms wait was too
+    short on a slow machine: the client left before its request was queued.)"""
     import json
     import socket
     import time
@@ -228,7 +249,7 @@ def test_a_client_that_leaves_mid_request_has_its_unrun_texts_dropped(bert_bundl
             with socket.create_connection(("127.0.0.1", port)) as raw:
                 raw.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-                time.sleep(0.1)
+                _wait_until_all_queued_and_run(url, queued=3 * 256, run_after=30)
             assert all(job.result().status_code == 200 for job in heavy)
         time.sleep(0.5)
         dropped = _sum(url, "ortpipe_dropped_texts_total", 'reason="disconnected"')
