@@ -36,16 +36,16 @@ def _run_bench(args) -> int:
                            "pip install 'ortpipe[bench]'") from exc
     from tqdm import tqdm
 
-    from ortpipe.benchmarks.paths import GPU_PATH_NAMES, PATH_NAMES, default_path_names
+    from ortpipe.benchmarks.paths import GPU_PATH_NAMES, OPENVINO_PATH_NAMES, PATH_NAMES, default_path_names
     from ortpipe.benchmarks.report import format_table, write_plot
     from ortpipe.runtime.bundle import default_bundle_dir, open_bundle
 
     bundle = args.bundle or default_bundle_dir()
     open_bundle(bundle, verify=True)  # a clear error now rather than deep inside a path
     paths = tuple(args.paths or default_path_names())
-    unknown = [p for p in paths if p not in PATH_NAMES + GPU_PATH_NAMES]
+    unknown = [p for p in paths if p not in PATH_NAMES + GPU_PATH_NAMES + OPENVINO_PATH_NAMES]
     if unknown:
-        raise OrtpipeError(f"unknown path(s) {unknown}; known: {list(PATH_NAMES + GPU_PATH_NAMES)}")
+        raise OrtpipeError(f"unknown path(s) {unknown}; known: {list(PATH_NAMES + GPU_PATH_NAMES + OPENVINO_PATH_NAMES)}")
     options = {"bundle": bundle, "paths": paths, "data": args.data}
     if args.threads:
         options["threads"] = args.threads

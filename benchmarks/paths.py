@@ -27,11 +27,16 @@ from ortpipe.runtime.providers import cuda_available
 
 PATH_NAMES = ("seed", "hf-pipeline", "optimum", "ortpipe-fp32", "ortpipe-optimized", "ortpipe-int8")
 GPU_PATH_NAMES = ("ortpipe-fp32-cuda", "ortpipe-optimized-cuda")
+# with ortpipe[openvino]: the bundle's NNCF int8 file through ortpipe on OpenVINO, and through OpenVINO's own API
+OPENVINO_PATH_NAMES = ("ortpipe-static-int8-openvino", "openvino-static-int8")
 
 
 def default_path_names() -> tuple[str, ...]:
-    """Every CPU path, plus the CUDA ones when ONNX Runtime has CUDA."""
-    return PATH_NAMES + (GPU_PATH_NAMES if cuda_available() else ())
+    """Every CPU path, the CUDA ones when ONNX Runtime has CUDA, the OpenVINO ones when it is installed."""
+    from ortpipe.runtime.openvino_model import openvino_installed
+
+    return (PATH_NAMES + (GPU_PATH_NAMES if cuda_available() else ())
+            + (OPENVINO_PATH_NAMES if openvino_installed() else ()))
 
 
 @dataclass
@@ -132,10 +137,11 @@ def load_optimum(checkpoint: Path, bundle_dir: Path, manifest: Manifest, threads
     return path
 
 
-def load_ortpipe(bundle_dir: Path, variant: str, threads: int, provider: str = "cpu") -> ClassifierPath:
+def load_ortpipe(bundle_dir: Path, variant: str, threads: int, provider: str = "cpu",
+                 backend: str | None = None) -> ClassifierPath:
     from ortpipe.runtime import TextClassifier
 
-    clf = TextClassifier.load(bundle_dir, variant=variant, provider=provider, threads=threads)
+    clf = TextClassifier.load(bundle_dir, variant=variant, provider=provider, threads=threads, backend=backend)
 
     def many(texts: list[str], batch_size: int) -> list[str]:
         return [r["label"] for r in clf(texts, batch_size=batch_size, sort_by_length=False)]
@@ -143,13 +149,33 @@ def load_ortpipe(bundle_dir: Path, variant: str, threads: int, provider: str = "
     def sorted_many(texts: list[str], batch_size: int) -> list[str]:
         return [r["label"] for r in clf(texts, batch_size=batch_size)]
 
-    name = f"ortpipe-{variant}" + ("-cuda" if provider == "cuda" else "")
+    name = f"ortpipe-{variant}" + ("-cuda" if provider == "cuda" else "") + ("-openvino" if backend else "")
     precision = "int8" if clf.bundle.variant.quantized else "fp32"
     return ClassifierPath(name, lambda text: clf(text)[0]["label"], many, clf.provider, sorted_many, clf, precision)
 
 
+def load_openvino(bundle_dir: Path, threads: int) -> ClassifierPath:
+    """OpenVINO's own API on the bundle's static-int8 file (NNCF's int8), fed by the bundle's tokenizer."""
+    from ortpipe.benchmarks.engines import OpenVinoPeer
+    from ortpipe.runtime import TextClassifier
+
+    base = TextClassifier.load(bundle_dir, variant="fp32", threads=threads)
+    peer = OpenVinoPeer(base, bundle_dir / "model.static-int8.onnx", "f32", threads)
+
+    def many(texts: list[str], batch_size: int) -> list[str]:
+        return [base.labels[i] for start in range(0, len(texts), batch_size)
+                for i in peer.run(texts[start:start + batch_size]).argmax(1)]
+
+    return ClassifierPath("openvino-static-int8", lambda text: base.labels[int(peer.run([text]).argmax())], many,
+                          "cpu", precision="int8")
+
+
 def load_path(name: str, bundle_dir: Path, manifest: Manifest, threads: int) -> ClassifierPath:
     """Load one path by name (see :data:`PATH_NAMES`)."""
+    if name == "ortpipe-static-int8-openvino":
+        return load_ortpipe(bundle_dir, "static-int8", threads, backend="openvino")
+    if name == "openvino-static-int8":
+        return load_openvino(bundle_dir, threads)
     if name.startswith("ortpipe-"):
         variant, _, device = name[len("ortpipe-"):].partition("-")
         return load_ortpipe(bundle_dir, variant, threads, provider=device or "cpu")

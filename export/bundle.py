@@ -15,34 +15,26 @@ import os
 import shutil
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from ortpipe.export.calibrate import CalibrationSettings, calibrate_bundle
 from ortpipe.export.steps import Progress
 from ortpipe.export.data import DataError, LabelledTexts, read_labelled_tsv
-from ortpipe.export.variants import (FP16_PROBE_MAX_ABS_DIFF, VARIANT_FILES, Candidate, Source, export_source,
+from ortpipe.export.variants import (VARIANT_FILES, Candidate, Source, export_source,
                                      fp16_variant, fp32_variant, int8_variant, optimized_variant)
 from ortpipe.export.onnx_export import ExportError
+from ortpipe.export.probing import probe_and_choose
+from ortpipe.export.static_int8 import nncf_installed, static_int8_variant
 from ortpipe.export.optimize import attention_shape
-from ortpipe.export.validate import PROBE_TEXTS, accuracy
+from ortpipe.export.validate import accuracy
 from ortpipe.runtime.check import export_gate_summary
-from ortpipe.runtime.inference import OnnxModel
-from ortpipe.runtime.machine import describe_machine
 from ortpipe.runtime.manifest import Manifest, Variant, sha256_of
-from ortpipe.runtime.probes import PROBES_FILE, ProbeGate, ProbeSet, judge, probe_logits
-from ortpipe.runtime.timing import median_ms
+from ortpipe.runtime.probes import PROBES_FILE
 from ortpipe.runtime.tokenize import TextTokenizer
 from ortpipe.runtime.zero_shot import ZERO_SHOT, find_entailment
 from ortpipe.runtime.versions import library_versions
-
-# The probes every machine runs at load: 16 texts of at most 32 tokens (up to 8 spread over the eval
-# set, then the built-in ones), one at a time and as one batch; about 60 ms for int8 on a 2-core Zen 4.
-PROBE_COUNT = 16
-PROBE_EVAL_TEXTS = 8
-PROBE_MAX_TOKENS = 32
-
 
 @dataclass(frozen=True)
 class BuildOptions:
@@ -63,6 +55,8 @@ class BuildOptions:
     window: int | None = None  # the recommended window for long texts, recorded in the manifest
     calibration_data: Path | None = None  # None: eval_data, when given (see ortpipe.export.calibrate)
     target_precision: float | None = None  # record the threshold for this precision (single-label models)
+    static_int8: bool | None = None  # NNCF's static int8 for OpenVINO; None: when NNCF is installed
+    quantize_data: Path | None = None  # the texts static int8 calibrates on (None: the eval data, else probes)
 
 
 def architecture_of(config) -> dict[str, int]:
@@ -78,12 +72,6 @@ def problem_type_of(config) -> str:
     if config.problem_type:
         return config.problem_type
     return "regression" if config.num_labels == 1 else "single_label_classification"
-
-
-def _timings(model: OnnxModel, tokenizer: TextTokenizer) -> dict:
-    one, eight = tokenizer(list(PROBE_TEXTS[:1])), tokenizer(list(PROBE_TEXTS[:8]))
-    return {"single_sentence_ms": median_ms(lambda: model(one), 30),
-            "batch8_ms": median_ms(lambda: model(eight), 10)}
 
 
 def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildOptions(),
@@ -102,8 +90,9 @@ def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildO
     for data in (options.eval_data, calibration):  # refused before the export's minutes
         if data and not Path(data).is_file():
             raise DataError(f"labelled data file not found: {data}")
-    steps = (4 + bool(options.optimize) + bool(options.quantize) + options.fp16 + bool(options.eval_data)
-             + bool(calibration))
+    _check_static_int8(options)
+    steps = (4 + bool(options.optimize) + bool(options.quantize) + wants_static_int8(options) + options.fp16
+             + bool(options.eval_data) + bool(calibration))
     progress = Progress(steps, echo)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-staging-", dir=out_dir.parent))
@@ -116,7 +105,7 @@ def build_bundle(model: str, out_dir: str | Path, options: BuildOptions = BuildO
         _check_window(options.window, source.tokenizer.max_length)
         variants = _build_variants(source, staging, options, progress, eval_set)
         progress.step("probing and timing the variants, choosing the default")
-        default = _probe_and_choose(variants, source, staging, options, eval_set)
+        default = probe_and_choose(variants, source, staging, options, eval_set)
 
         progress.step(f"writing the bundle to {out_dir}")
         manifest = _manifest(model, source, variants, default, staging, options)
@@ -167,75 +156,37 @@ def _build_variants(source: Source, staging: Path, options: BuildOptions, progre
     if options.quantize:
         progress.step("quantizing to dynamic int8")
         variants["int8"] = int8_variant(source, staging, options, variants["fp32"].model, eval_set)
+    if wants_static_int8(options):
+        progress.step("quantizing to static int8 with NNCF (for OpenVINO)")
+        try:
+            variants["static-int8"] = static_int8_variant(source, staging, options, variants["fp32"].model, eval_set)
+        except ExportError as exc:
+            if options.static_int8:  # asked for by name: its failure is the export's
+                raise
+            progress.echo(f"      no static-int8 variant: {exc}")
     if options.fp16:
         progress.step("converting the fused graph to float16 for CUDA")
         variants["fp16"] = fp16_variant(source, staging, options, variants["fp32"].model, eval_set)
     if eval_set is not None:
         progress.step(f"measuring accuracy on {len(eval_set)} labelled texts from {eval_set.path.name}")
         _score_accuracy(variants, source.tokenizer, eval_set, options.max_accuracy_drop)
-    if "int8" in variants and not variants["int8"].validation["passed"]:
-        progress.echo(f"      warning: int8 {export_gate_summary(variants['int8'].validation)}; it is kept but "
-                      "will not be the default")
+    for name in ("int8", "static-int8"):
+        if name in variants and not variants[name].validation["passed"]:
+            progress.echo(f"      warning: {name} {export_gate_summary(variants[name].validation)}; it is kept "
+                          "but will not be the default")
     return variants
 
 
-def _probe_and_choose(variants: dict[str, Candidate], source: Source, staging: Path, options: BuildOptions,
-                      eval_set: LabelledTexts | None) -> str:
-    """Probe and time every variant, write the probe file; the default: the fastest that passed."""
-    probes = _probe_set(source, variants["fp32"].model, eval_set)
-    machine = describe_machine()
-    for name, candidate in variants.items():
-        _record_probes(name, candidate, source.tokenizer, probes, options)
-        if candidate.model is not None and candidate.model.provider == "cpu":
-            candidate.timing = _timings(candidate.model, source.tokenizer)
-        candidate.machine = machine
-    probes.write(staging / PROBES_FILE)
-    # the manifest's default is the CPU one; on CUDA, load() prefers fp16 once it passes its probes there
-    eligible = [name for name, candidate in variants.items() if candidate.validation["passed"] and candidate.timing]
-    return min(eligible, key=lambda name: variants[name].timing["single_sentence_ms"])
+def wants_static_int8(options: BuildOptions) -> bool:
+    """Whether to build static int8: asked for, or not refused (None), quantizing, and NNCF is installed."""
+    return options.static_int8 is True or (options.static_int8 is None and bool(options.quantize)
+                                           and nncf_installed())
 
 
-def _probe_set(source: Source, fp32: OnnxModel, eval_set: LabelledTexts | None) -> ProbeSet:
-    """The probe texts (a spread of the eval set, then the built-in ones; short ones only, so the
-    check stays cheap) with their fp32 logits."""
-    texts = []
-    if eval_set is not None:
-        step = max(1, len(eval_set) // PROBE_EVAL_TEXTS)
-        texts += [t for t in eval_set.texts[::step] if t.strip()][:PROBE_EVAL_TEXTS]
-    texts += PROBE_TEXTS
-    lengths = [len(e.ids) for e in source.tokenizer.encode(texts)]
-    texts = [t for t, n in zip(texts, lengths) if n <= PROBE_MAX_TOKENS][:PROBE_COUNT]
-    return ProbeSet(tuple(texts), fp32(source.tokenizer(texts)), batch_size=len(texts))
-
-
-def _record_probes(name: str, candidate: Candidate, tokenizer: TextTokenizer, probes: ProbeSet,
-                   options: BuildOptions) -> None:
-    """Run the probes here, keep the variant's logits in ``probes`` and its gate in the manifest.
-
-    Elsewhere a variant must agree with fp32 on the probes' labels as often as
-    the int8 gate asks, or as it does here if that is less (32 probes: one
-    near-tie flipped here must not fail it everywhere). A float variant may
-    differ from fp32 by ten times ``atol``. A quantized one may differ from fp32
-    by 1.5× what it does here plus 0.05, and drift from its own logits here by
-    0.05: measured, the portable int8 drifts by 0.0025 between an AVX-512 VNNI
-    and an AVX2-only CPU, the 8-bit one by 0.38.
-    """
-    if candidate.model is None:  # fp16 without CUDA: a gate without drift, nothing measured here
-        candidate.validation["probe_gate"] = asdict(ProbeGate(options.min_int8_agreement,
-                                                              FP16_PROBE_MAX_ABS_DIFF, None))
-        return
-    probes.outputs[name] = probe_logits(candidate.model, tokenizer, probes)
-    measured = judge(name, probes.outputs[name], probes, None)
-    min_agreement = min(options.min_int8_agreement, measured.agreement)
-    if candidate.details.get("precision") == "float16":
-        gate = ProbeGate(min_agreement, max(FP16_PROBE_MAX_ABS_DIFF, 2 * measured.max_abs_diff), 0.05)
-    elif candidate.details.get("method"):
-        gate = ProbeGate(min_agreement, round(1.5 * measured.max_abs_diff + 0.05, 4), 0.05)
-    else:
-        gate = ProbeGate(min_agreement, max(10 * options.atol, 2 * measured.max_abs_diff), 10 * options.atol)
-    candidate.validation["probe"] = {"texts": len(probes.texts), "agreement": measured.agreement,
-                                     "max_abs_diff": measured.max_abs_diff, "by_batch_size": measured.by_batch_size}
-    candidate.validation["probe_gate"] = asdict(gate)
+def _check_static_int8(options: BuildOptions) -> None:
+    """``--static-int8`` without NNCF is refused before the export's minutes."""
+    if options.static_int8 and not nncf_installed():
+        raise ExportError("--static-int8 needs NNCF: pip install 'ortpipe[openvino]'")
 
 
 def _score_accuracy(variants: dict[str, Candidate], tokenizer: TextTokenizer, eval_set: LabelledTexts,
@@ -247,12 +198,14 @@ def _score_accuracy(variants: dict[str, Candidate], tokenizer: TextTokenizer, ev
         candidate.validation["accuracy"] = round(
             accuracy(candidate.model, tokenizer, eval_set.texts, eval_set.labels), 5)
         candidate.validation["accuracy_data"] = f"{eval_set.path.name} ({len(eval_set)} rows)"
-    if "int8" in variants:
-        int8 = variants["int8"].validation
-        drop = variants["fp32"].validation["accuracy"] - int8["accuracy"]
-        int8.update(accuracy_drop=round(drop, 5), max_accuracy_drop=max_drop)
+    for name in ("int8", "static-int8"):
+        if name not in variants:
+            continue
+        gated = variants[name].validation
+        drop = variants["fp32"].validation["accuracy"] - gated["accuracy"]
+        gated.update(accuracy_drop=round(drop, 5), max_accuracy_drop=max_drop)
         if drop > max_drop:
-            int8["passed"] = False
+            gated["passed"] = False
 
 
 def _check_window(window: int | None, max_length: int) -> None:

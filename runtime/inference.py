@@ -24,7 +24,7 @@ _KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class OnnxModel:
-    """An ONNX Runtime session for one bundle variant.
+    """An ONNX Runtime session for one bundle variant (the ``onnxruntime`` backend).
 
     Args:
         path: the ``.onnx`` file.
@@ -83,6 +83,15 @@ class OnnxModel:
             self._inputs.append((node.name, _ONNX_INT_TYPES[node.type]))
         self._output = self.session.get_outputs()[0].name
         self.input_names = tuple(name for name, _ in self._inputs)
+        width = self.session.get_outputs()[0].shape[-1]
+        self.output_width = width if isinstance(width, int) else None
+
+    backend = "onnxruntime"
+
+    @property
+    def threads(self) -> int | None:
+        """The intra-op threads asked for (None: ONNX Runtime's choice, or the shared pool's)."""
+        return self.session.get_session_options().intra_op_num_threads or None
 
     @property
     def memory(self) -> MemoryInfo:

@@ -21,6 +21,8 @@ class LoadOptions:
     spinning: bool = True
     memory: str | None = None
     shared_threads: bool = False
+    backend: str | None = None
+    workload: str | None = None
 
     def as_kwargs(self) -> dict:
         """The keyword arguments of ``TextClassifier.load``."""
@@ -29,3 +31,15 @@ class LoadOptions:
     def but(self, **changes) -> "LoadOptions":
         """A copy with ``changes``."""
         return replace(self, **changes)
+
+
+def add_backend_options(parser) -> None:
+    """``--backend`` and ``--workload``: the engine, or the variant and engine measured fastest here."""
+    parser.add_argument("--backend", choices=("onnxruntime", "openvino"),
+                        help="the engine (default onnxruntime; openvino needs ortpipe[openvino] and runs the "
+                             "static-int8, optimized and fp32 files)")
+    parser.add_argument("--workload", choices=("single", "bulk"),
+                        help="load the variant and engine measured fastest on this machine for one text per call "
+                             "or for many (measured once, then cached; see `ortpipe doctor`). Without it, dynamic "
+                             "int8 runs one text per call unless --batch-size is given: its scores move with its "
+                             "batch neighbours, static-int8's do not")

@@ -201,7 +201,7 @@ def _add_routes(app: FastAPI, default_model: str) -> None:
     app.add_api_route("/health", health, methods=["GET"], summary="Alive")
     app.add_api_route("/ready", ready, methods=["GET"], summary="Every model warmed up, and not draining")
     app.add_api_route("/info", info, methods=["GET"],
-                      summary="The default model's bundle, variant, provider, labels and limits")
+                      summary="The default model's bundle, variant, provider, backend, labels and limits")
     app.add_api_route("/models", list_models, methods=["GET"],
                       summary="Every model: name, labels, variant, provider, state, limits")
     app.add_api_route("/models/{name}", model_info, methods=["GET"], summary="One model's /info",

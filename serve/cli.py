@@ -11,6 +11,7 @@ from dataclasses import fields
 
 from ortpipe.runtime.errors import OrtpipeError
 from ortpipe.runtime.cli import add_memory_argument
+from ortpipe.runtime.load_options import add_backend_options
 from ortpipe.serve.config import ServeConfig
 
 _HELP = {
@@ -61,6 +62,7 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--variant", help="fp32, optimized, int8 … (default: what load() picks on this machine)")
     parser.add_argument("--provider", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    add_backend_options(parser)
     parser.add_argument("--spinning", action=argparse.BooleanOptionalAction, default=True,
                         help="let ONNX Runtime's threads busy-wait a moment between model calls, as in-process "
                              "(default: measured on 2 cores, about 0.3 ms less per request at concurrency 1 and "
@@ -152,7 +154,8 @@ def _load_options(args, spec=None, several: bool = True):
     return LoadOptions(variant=(spec.variant if spec else None) or args.variant,
                        provider=(spec.provider if spec else None) or args.provider,
                        memory=(spec.memory if spec else None) or args.memory, spinning=args.spinning,
-                       threads=None if several else args.threads, shared_threads=several)
+                       threads=None if several else args.threads, shared_threads=several,
+                       backend=None if several else args.backend, workload=None if several else args.workload)
 
 
 async def _reread_config(app, args, config: ServeConfig) -> None:

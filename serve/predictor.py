@@ -16,6 +16,7 @@ from typing import Awaitable, Callable
 
 from ortpipe.runtime.classifier import TextClassifier
 from ortpipe.runtime.errors import InputError
+from ortpipe.runtime.backends import make_model
 from ortpipe.runtime.inference import OnnxModel
 from ortpipe.runtime.call import ModelFacts, Plan
 from ortpipe.runtime.windows import WindowOptions, text_chars
@@ -31,7 +32,7 @@ INLINE_TOKENIZE = 8  # requests with more texts are tokenized in a worker thread
 INLINE_CHARS = 16_384  # and so are requests with more characters (a long document takes milliseconds)
 
 
-def single_thread_model(clf: TextClassifier, concurrent_batches: int) -> OnnxModel | None:
+def single_thread_model(clf: TextClassifier, concurrent_batches: int) -> "OnnxModel | None":
     """A one-thread session of ``clf``'s variant for batches that run side by side; None: ``clf.model`` serves all.
 
     A lone batch is fastest on every core (ONNX Runtime's intra-op threads), but two batches at once each
@@ -43,10 +44,10 @@ def single_thread_model(clf: TextClassifier, concurrent_batches: int) -> OnnxMod
     """
     if getattr(clf.model, "shared_threads", False):
         return None
-    threads = clf.model.session.get_session_options().intra_op_num_threads or os.cpu_count() or 1
+    threads = clf.model.threads or os.cpu_count() or 1
     if concurrent_batches < 2 or clf.provider != "cpu" or threads == 1:
         return None
-    return OnnxModel(clf.model.path, provider="cpu", threads=1, memory=clf.memory.requested)
+    return make_model(clf.backend, clf.model.path, provider="cpu", threads=1, memory=clf.memory.requested)
 
 
 def fewest_windows(items: list, options: WindowOptions) -> int:
@@ -220,7 +221,7 @@ class Predictor:
         """What ``GET /info`` and ``GET /models/{name}`` show."""
         clf, manifest, config = self.clf, self.clf.manifest, self.config
         return {"name": self.name, "bundle": self.bundle_path, "source_model": manifest.source_model,
-                "variant": clf.variant, "provider": clf.provider, "labels": clf.labels,
+                "variant": clf.variant, "provider": clf.provider, "backend": clf.backend, "labels": clf.labels,
                 "problem_type": manifest.problem_type, "tasks": self.tasks, "max_input_length": manifest.max_length,
                 "batch_invariant": clf.batch_invariant, "state": "ready" if self.ready else "loading",
                 "window": {"recommended": manifest.window, "default": config.default_window,

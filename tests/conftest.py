@@ -88,3 +88,16 @@ def default_bundle(tmp_path_factory):
     from ortpipe.export.default_bundle import build_default_bundle
 
     return build_default_bundle(tmp_path_factory.mktemp("default") / "bundle")
+
+
+@pytest.fixture(scope="session")
+def static_bundle(tmp_path_factory) -> Path:
+    """A tiny BERT bundle with NNCF's static-int8 variant (skips where ortpipe[openvino] is not installed)."""
+    pytest.importorskip("nncf", reason="static int8 needs NNCF: pip install 'ortpipe[openvino]'")
+    pytest.importorskip("openvino", reason="the openvino backend needs OpenVINO: pip install 'ortpipe[openvino]'")
+    from ortpipe.export.bundle import BuildOptions, build_bundle
+
+    root = tmp_path_factory.mktemp("static")
+    checkpoint = make_tiny_classifier("bert", root / "checkpoint", seed=5)
+    build_bundle(str(checkpoint), root / "bundle", BuildOptions(static_int8=True, fp16=False), echo=lambda line: None)
+    return root / "bundle"

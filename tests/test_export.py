@@ -45,8 +45,9 @@ def test_int8_variant_keeps_labels_close_to_pytorch(arch, checkpoints, bundles):
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_manifest_records_what_was_measured(arch, bundles):
     manifest = read_manifest(bundles[arch])
-    assert set(manifest.variants) == {"fp32", "optimized", "int8", "fp16"}
-    assert manifest.default_variant in ("fp32", "optimized", "int8")  # the default is a CPU variant
+    # static-int8 where NNCF is installed and quantizes this architecture (tests/test_static_int8.py)
+    assert set(manifest.variants) - {"static-int8"} == {"fp32", "optimized", "int8", "fp16"}
+    assert manifest.default_variant in ("fp32", "optimized", "int8", "static-int8")  # a CPU variant
     assert manifest.variants[manifest.default_variant].validation["passed"] is True
     for variant in manifest.variants.values():
         assert sha256_of(bundles[arch] / variant.file) == variant.sha256
