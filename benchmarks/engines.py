@@ -8,8 +8,10 @@ int8, which is OpenVINO's best on CPUs with VNNI, and the fp32 file at OpenVINO'
 bf16 where the CPU has it), one run measures: bulk, texts per second over the data's sentences
 (tokenizing included; ortpipe: ``clf(texts)`` at the variant's default batch size; OpenVINO: the same
 Rust tokenizer, length-sorted batches of 32); one sentence, the median of ``"This course is amazing!"``
-end to end; accuracy on the labels. Rounds alternate the paths, and each figure is the best of the
-rounds (the machine's speed drifts between them). Needs ``ortpipe[openvino]`` for the OpenVINO rows.
+end to end; accuracy on the labels. Each round runs every path in turn (its bulk pass, then the median
+of 100 one-sentence calls), starting from another path each round; figures are medians over the
+rounds, and the ratios of ortpipe's best to OpenVINO's best are taken within each round (the
+machine's speed drifts between rounds). Needs ``ortpipe[openvino]`` for the OpenVINO rows.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ortpipe.runtime.fastest import candidates
 from ortpipe.runtime.timing import median_ms
 
 SENTENCE = "This course is amazing!"
+SINGLE_CALLS = 100  # one-sentence calls per path per round
 
 
 class OpenVinoPeer:
@@ -89,22 +92,39 @@ def paths(bundle: Path, threads: int | None) -> dict:
 
 
 def measure(bundle: Path, data: Path, rounds: int, threads: int | None, limit: int | None) -> dict:
+    """Per path: bulk texts/s and one-sentence ms (medians over the rounds), accuracy; and the per-round
+    ratios of ortpipe's best to OpenVINO's best, so that the machine's drift between rounds cancels."""
     labelled = read_labelled_tsv(data, limit=limit)
     texts, gold = labelled.texts, np.array(labelled.labels)
-    rows: dict[str, dict] = {}
     found = paths(bundle, threads)
-    for _ in range(rounds):
-        for name, (bulk, one) in found.items():
+    bulk: dict[str, list[float]] = {name: [] for name in found}
+    single: dict[str, list[float]] = {name: [] for name in found}
+    accuracy: dict[str, float] = {}
+    for round_index in range(rounds):
+        names = list(found)[round_index % len(found):] + list(found)[:round_index % len(found)]
+        for name in names:  # one path at a time: ONNX Runtime's threads spin a while after a call, and
+            many, one = found[name]  # interleaving paths call by call would bill that to the next one
             one()
             started = time.perf_counter()
-            predicted = bulk(texts)
-            per_s = len(texts) / (time.perf_counter() - started)
-            single = median_ms(one, 50)
-            row = rows.setdefault(name, {"bulk_texts_per_s": 0.0, "single_ms": float("inf")})
-            row["bulk_texts_per_s"] = round(max(row["bulk_texts_per_s"], per_s), 1)
-            row["single_ms"] = round(min(row["single_ms"], single), 3)
-            row["accuracy"] = round(float((predicted == gold).mean()), 4)
-    return rows
+            accuracy[name] = round(float((many(texts) == gold).mean()), 4)
+            bulk[name].append(len(texts) / (time.perf_counter() - started))
+            single[name].append(median_ms(one, SINGLE_CALLS))
+    rows = {name: {"bulk_texts_per_s": round(float(np.median(bulk[name])), 1),
+                   "single_ms": round(float(np.median(single[name])), 3), "accuracy": accuracy[name]}
+            for name in found}
+    return {"paths": rows, **_ratios(bulk, single, rounds)}
+
+
+def _ratios(bulk: dict, single: dict, rounds: int) -> dict:
+    """ortpipe's best against OpenVINO's best, within each round: bulk texts/s, and one-sentence ms."""
+    ours = [n for n in bulk if n.startswith("ortpipe")]
+    peers = [n for n in bulk if n.startswith("OpenVINO")]
+    if not peers:
+        return {}
+    bulk_ratios = [max(bulk[n][r] for n in ours) / max(bulk[n][r] for n in peers) for r in range(rounds)]
+    single_ratios = [min(single[n][r] for n in peers) / min(single[n][r] for n in ours) for r in range(rounds)]
+    return {"bulk_vs_openvino_best_by_round": [round(x, 3) for x in bulk_ratios],
+            "single_vs_openvino_best_by_round": [round(float(x), 3) for x in single_ratios]}
 
 
 def main(argv=None) -> int:
@@ -117,17 +137,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="write the JSON report here too")
     args = parser.parse_args(argv)
     bundle = open_bundle(args.bundle, verify=False).path
-    rows = measure(bundle, args.data, args.rounds, args.threads, args.limit)
-    best_peer = max((r for n, r in rows.items() if n.startswith("OpenVINO")), default=None,
-                    key=lambda r: r["bulk_texts_per_s"])
-    ours = [r for n, r in rows.items() if n.startswith("ortpipe")]
-    ratios = {} if best_peer is None else {
-        "bulk_vs_openvino_best": round(max(r["bulk_texts_per_s"] for r in ours) / best_peer["bulk_texts_per_s"], 3),
-        "single_vs_openvino_best": round(min(r["single_ms"] for r in (v for n, v in rows.items()
-                                                                        if n.startswith("OpenVINO")))
-                                         / min(r["single_ms"] for r in ours), 3)}
+    figures = measure(bundle, args.data, args.rounds, args.threads, args.limit)
     return publish(stamped(bundle=str(bundle), data=str(args.data), threads=args.threads, rounds=args.rounds,
-                           texts=len(read_labelled_tsv(args.data, limit=args.limit)), paths=rows, **ratios), args.out)
+                           texts=len(read_labelled_tsv(args.data, limit=args.limit)), **figures), args.out)
 
 
 if __name__ == "__main__":
