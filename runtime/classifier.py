@@ -98,7 +98,7 @@ class TextClassifier:
             shared_threads: run on ONNX Runtime's process-wide thread pool, shared by every classifier
                 loaded so (sized by :func:`~ortpipe.runtime.inference.use_shared_threads`, or ``threads``).
             backend: ``"onnxruntime"`` (None: the default) or ``"openvino"`` (``pip install 'ortpipe[openvino]'``;
-                it runs the ``static-int8`` and ``fp32`` files, on the CPU); see :mod:`.backends`.
+                it runs the ``static-int8``, ``optimized`` and ``fp32`` files, on the CPU); see :mod:`.backends`.
             workload: ``"single"`` (one text per call) or ``"bulk"`` (many texts per call): the variant and
                 backend measured fastest for it on this machine, among those installed that pass their probe
                 check here (measured once per machine and bundle, then cached; see :mod:`.fastest`).
