@@ -170,11 +170,16 @@ def _build_variants(source: Source, staging: Path, options: BuildOptions, progre
     if eval_set is not None:
         progress.step(f"measuring accuracy on {len(eval_set)} labelled texts from {eval_set.path.name}")
         _score_accuracy(variants, source.tokenizer, eval_set, options.max_accuracy_drop)
-    for name in ("int8", "static-int8"):
-        if name in variants and not variants[name].validation["passed"]:
+    for name in _quantized(variants):
+        if not variants[name].validation["passed"]:
             progress.echo(f"      warning: {name} {export_gate_summary(variants[name].validation)}; it is kept "
                           "but will not be the default")
     return variants
+
+
+def _quantized(variants: dict[str, Candidate]) -> list[str]:
+    """The quantized variants (int8, static-int8): those held to the int8 gates."""
+    return [name for name, candidate in variants.items() if candidate.details.get("method")]
 
 
 def wants_static_int8(options: BuildOptions) -> bool:
@@ -191,16 +196,14 @@ def _check_static_int8(options: BuildOptions) -> None:
 
 def _score_accuracy(variants: dict[str, Candidate], tokenizer: TextTokenizer, eval_set: LabelledTexts,
                     max_drop: float) -> None:
-    """Record every variant's accuracy; int8 fails its gate if it loses more than ``max_drop``."""
+    """Record every variant's accuracy; a quantized one fails its gate if it loses more than ``max_drop``."""
     for candidate in variants.values():
         if candidate.model is None:
             continue
         candidate.validation["accuracy"] = round(
             accuracy(candidate.model, tokenizer, eval_set.texts, eval_set.labels), 5)
         candidate.validation["accuracy_data"] = f"{eval_set.path.name} ({len(eval_set)} rows)"
-    for name in ("int8", "static-int8"):
-        if name not in variants:
-            continue
+    for name in _quantized(variants):
         gated = variants[name].validation
         drop = variants["fp32"].validation["accuracy"] - gated["accuracy"]
         gated.update(accuracy_drop=round(drop, 5), max_accuracy_drop=max_drop)

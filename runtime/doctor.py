@@ -95,14 +95,13 @@ def fastest_here(bundle_path: Path, threads: int | None, memory: str | None) -> 
     """Every variant on every installed backend timed here (afresh), and what ``load(workload=...)`` picks."""
     from dataclasses import asdict
 
-    from ortpipe.runtime.fastest import WORKLOADS, choose_fastest
+    from ortpipe.runtime.fastest import WORKLOADS, choose_fastest, pick
 
-    try:
-        choices = {w: choose_fastest(bundle_path, w, threads=threads, memory=memory, refresh=w == WORKLOADS[0])
-                   for w in WORKLOADS}
+    try:  # one measurement; each workload ranks its timings
+        timings = choose_fastest(bundle_path, WORKLOADS[0], threads=threads, memory=memory, refresh=True).timings
+        choices = {w: pick(timings, w) for w in WORKLOADS}
     except BundleError as exc:
         return {"error": str(exc)}
-    timings = next(iter(choices.values())).timings
     return {"timings": [asdict(t) for t in timings],
             **{w: {"variant": c.chosen.variant, "backend": c.chosen.backend, "why": c.why} for w, c in choices.items()}}
 

@@ -124,12 +124,17 @@ def choose_fastest(path, workload: str, threads: int | None = None, memory: str 
     timings = cached or tuple(measure(bundle.path, variant, backend, threads, memory) for variant, backend in wanted)
     if cached is None:
         _write(cache, timings)
+    return pick(tuple(timings), workload, cached=cached is not None, bundle_path=bundle.path)
+
+
+def pick(timings: tuple[Timing, ...], workload: str, cached: bool = False, bundle_path=None) -> FastestChoice:
+    """The fastest of ``timings`` that passed, for ``workload`` (one measurement serves both workloads)."""
     passed = [t for t in timings if t.passed]
     if not passed:
-        raise BundleError(f"bundle {bundle.path}: no variant passed its probe check here on "
-                          f"{', '.join(backends)}; run `ortpipe doctor --bundle {bundle.path}`")
-    best = max(passed, key=lambda t: t.score(workload))
-    return FastestChoice(workload, best, tuple(timings), cached=cached is not None)
+        raise BundleError(f"bundle {bundle_path}: no variant passed its probe check here on "
+                          f"{', '.join(dict.fromkeys(t.backend for t in timings))}; run `ortpipe doctor "
+                          f"--bundle {bundle_path}`")
+    return FastestChoice(workload, max(passed, key=lambda t: t.score(workload)), timings, cached=cached)
 
 
 def _cache_file(bundle: Bundle, backends: tuple[str, ...], threads: int | None, memory: str | None) -> Path:

@@ -20,7 +20,13 @@ from ortpipe.runtime.providers import check_activated, requested_providers
 from ortpipe.runtime.tokenize import Encoded
 
 _ONNX_INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
-_KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def check_threads(threads) -> None:
+    """A thread count must be a positive int (bools are not): else an :class:`InputError`."""
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise InputError(f"threads must be a positive int, got {threads!r}")
 
 
 class OnnxModel:
@@ -57,8 +63,7 @@ class OnnxModel:
             shared_threads = True
             options.use_per_session_threads = False
         elif threads is not None:
-            if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-                raise InputError(f"threads must be a positive int, got {threads!r}")
+            check_threads(threads)
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         try:
@@ -75,9 +80,9 @@ class OnnxModel:
         self._shrink = ShrinkPolicy(ort, arena=setting == "shrink") if setting in ("shrink", "no-arena") else None
         self._inputs = []
         for node in self.session.get_inputs():
-            if node.name not in _KNOWN_INPUTS:
+            if node.name not in KNOWN_INPUTS:
                 raise BundleError(f"{path}: graph input {node.name!r} is not one ortpipe can feed "
-                                  f"(it feeds {_KNOWN_INPUTS})")
+                                  f"(it feeds {KNOWN_INPUTS})")
             if node.type not in _ONNX_INT_TYPES:
                 raise BundleError(f"{path}: graph input {node.name!r} has type {node.type}, expected int64 or int32")
             self._inputs.append((node.name, _ONNX_INT_TYPES[node.type]))
@@ -177,8 +182,7 @@ def use_shared_threads(threads: int | None = None) -> int:
 
     global _shared_pool
     size = threads or os.cpu_count() or 1
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise InputError(f"threads must be a positive int, got {threads!r}")
+    check_threads(size)
     if _shared_pool is None:
         ort.set_global_thread_pool_sizes(size, 1)
         _shared_pool = size

@@ -16,18 +16,17 @@ do not depend on its batch neighbours.
 
 from __future__ import annotations
 
-import dataclasses
 import queue
 from pathlib import Path
 
 import numpy as np
 
-from ortpipe.runtime.errors import BundleError, InferenceError, InputError, ProviderError
+from ortpipe.runtime.errors import BundleError, InferenceError, ProviderError
+from ortpipe.runtime.inference import KNOWN_INPUTS, check_threads
 from ortpipe.runtime.memory import DEFAULT_MEMORY, MemoryInfo, batch_token_cap
 from ortpipe.runtime.tokenize import Encoded
 
 INSTALL_HINT = "pip install 'ortpipe[openvino]'"
-_KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def openvino_installed() -> bool:
@@ -59,8 +58,8 @@ class OpenVinoModel:
         if provider not in ("auto", "cpu"):
             raise ProviderError(f"the openvino backend runs on the CPU only; provider {provider!r} needs the "
                                 "onnxruntime backend")
-        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-            raise InputError(f"threads must be a positive int, got {threads!r}")
+        if threads is not None:
+            check_threads(threads)
         try:
             import openvino as ov
         except ImportError as exc:
@@ -78,17 +77,17 @@ class OpenVinoModel:
         self.threads = int(self.compiled.get_property("INFERENCE_NUM_THREADS")) or threads
         self._memory = MemoryInfo("openvino", memory or DEFAULT_MEMORY, max_batch_tokens=batch_token_cap(memory))
         self.input_names = tuple(port.get_any_name() for port in self.compiled.inputs)
-        unknown = [name for name in self.input_names if name not in _KNOWN_INPUTS]
+        unknown = [name for name in self.input_names if name not in KNOWN_INPUTS]
         if unknown:
             raise BundleError(f"{path}: graph input {unknown[0]!r} is not one ortpipe can feed (it feeds "
-                              f"{_KNOWN_INPUTS})")
+                              f"{KNOWN_INPUTS})")
         width = self.compiled.outputs[0].get_partial_shape()[-1]
         self.output_width = width.get_length() if width.is_static else None
         self._requests: queue.SimpleQueue = queue.SimpleQueue()  # one infer request per concurrent caller
 
     @property
     def memory(self) -> MemoryInfo:
-        return dataclasses.replace(self._memory)
+        return self._memory
 
     @property
     def active_providers(self) -> list[str]:
