@@ -53,9 +53,11 @@ class ServeBatcher:
     alone = True
 
     def __init__(self, run_model, max_batch_size: int, max_batch_tokens: int, max_wait_ms: float, max_queue: int,
-                 on_batch=lambda stats: None, on_dropped=lambda reason: None, concurrent_batches: int = 1):
+                 on_batch=lambda stats: None, on_dropped=lambda reason: None, concurrent_batches: int = 1,
+                 call_cost: int | None = None):
         self._run_model = run_model
         self.max_batch_size, self.max_batch_tokens, self.max_queue = max_batch_size, max_batch_tokens, max_queue
+        self.call_cost = call_cost
         self._on_batch, self._on_dropped = on_batch, on_dropped
         self.depth = 0  # texts submitted and not yet answered
         self._together.set_max_batch_size(max_batch_size)
@@ -105,7 +107,7 @@ class ServeBatcher:
             return [(row, started) for row in logits]
 
         return run_in_batches(encodings, [len(e) for e in encodings], self.max_batch_size, run_batch,
-                              max_tokens=self.max_batch_tokens)
+                              max_tokens=self.max_batch_tokens, call_cost=self.call_cost)
 
 
 @dataclass(frozen=True)

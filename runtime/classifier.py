@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ortpipe.runtime.batching import run_in_batches
+from ortpipe.runtime.batching import CPU_CALL_COST_TOKENS, run_in_batches
 from ortpipe.runtime.backends import make_model
 from ortpipe.runtime.bundle import Bundle
 from ortpipe.runtime.calibration import Calibration
@@ -144,6 +144,12 @@ class TextClassifier:
         return DEFAULT_BATCH_SIZE if self.batch_invariant else 1
 
     @property
+    def call_cost_tokens(self) -> int | None:
+        """What one model call costs beyond its padded tokens, in tokens, for the planner's cuts
+        (:func:`~ortpipe.runtime.batching.plan_batches`); None on a GPU, whose calls are best kept full."""
+        return CPU_CALL_COST_TOKENS if self.provider == "cpu" else None
+
+    @property
     def truncated_texts(self) -> int:
         """Texts this classifier cut to the model's limit so far (windows off, ``truncation=True``)."""
         return self._truncated
@@ -257,7 +263,8 @@ class TextClassifier:
             with self._truncated_lock:
                 self._truncated += plan.truncated
         rows = run_in_batches(plan.rows, plan.lengths, options.batch_size or self.default_batch_size(),
-                              lambda batch: list(self._logits(batch)), options.sort_by_length, options.max_batch_tokens)
+                              lambda batch: list(self._logits(batch)), options.sort_by_length, options.max_batch_tokens,
+                              self.call_cost_tokens)
         return np.stack(rows)
 
     def _logits(self, batch: list) -> np.ndarray:

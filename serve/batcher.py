@@ -70,14 +70,16 @@ class Batcher:
         concurrent_batches: model calls at once, when the batcher has a scheduler of its own.
         scheduler: the :class:`~ortpipe.serve.scheduler.Scheduler` whose workers run this model's
             batches, shared with other models' batchers; None: one of its own.
+        call_cost: what a model call costs beyond its padded tokens, for the planner's cuts (the model's
+            :attr:`~ortpipe.runtime.classifier.TextClassifier.call_cost_tokens`).
     """
 
     def __init__(self, run_model: Callable[[list], np.ndarray], max_batch_size: int, max_batch_tokens: int,
                  max_wait_ms: float, max_queue: int, on_batch: Callable[[BatchStats], None] = lambda s: None,
                  on_dropped: Callable[[str], None] = lambda reason: None, concurrent_batches: int = 1,
-                 scheduler: Scheduler | None = None):
+                 scheduler: Scheduler | None = None, call_cost: int | None = None):
         self._run_model = run_model
-        self.max_batch_size, self.max_batch_tokens = max_batch_size, max_batch_tokens
+        self.max_batch_size, self.max_batch_tokens, self.call_cost = max_batch_size, max_batch_tokens, call_cost
         self.max_wait_s, self.max_queue = max_wait_ms / 1000.0, max_queue
         self._on_batch, self._on_dropped = on_batch, on_dropped
         self._queue: list[_Pending] = []
@@ -196,7 +198,8 @@ class Batcher:
             return []
         lengths = [len(p.encoding) for p in cohort]
         return [[cohort[i] for i in indices]
-                for indices in plan_batches(lengths, self.max_batch_size, max_tokens=self.max_batch_tokens)]
+                for indices in plan_batches(lengths, self.max_batch_size, max_tokens=self.max_batch_tokens,
+                                            call_cost=self.call_cost)]
 
     def next_batch(self) -> list | None:
         batch = self._cohorts.next_batch()

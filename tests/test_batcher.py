@@ -215,3 +215,26 @@ def test_a_sentence_planned_with_long_requests_runs_first(clf):
     first, order = _run(main())
     assert [len(p.encoding) for p in first] == [len(clf.tokenizer.encode(["fine"])[0])]
     assert sum(len(batch) for batch in order) == 3 * 12 + 1
+
+
+@pytest.mark.parametrize("call_cost, calls_made", [(None, 1), (16, 2)])
+def test_a_cohort_of_mixed_lengths_is_cut_where_a_call_costs_less_than_its_padding(clf, call_cost, calls_made):
+    texts = ["a very long text " * 12, "short", "tiny", "also short"]
+
+    async def main():
+        calls: list = []
+        batcher = _batcher(clf, calls, call_cost=call_cost)
+        batcher.start()
+        logits, _, _ = await batcher.submit(clf.tokenizer.encode(texts), time.perf_counter() + FAR)
+        await batcher.stop()
+        return calls, logits
+
+    calls, logits = _run(main())
+    assert len(calls) == calls_made and sum(calls) == len(texts)
+    np.testing.assert_array_equal(logits, np.stack([clf.infer(clf.tokenize(t))[0] for t in texts]))
+
+
+def test_a_cpu_model_prices_its_calls_for_the_planner(clf):
+    from ortpipe.runtime.batching import CPU_CALL_COST_TOKENS
+
+    assert clf.provider == "cpu" and clf.call_cost_tokens == CPU_CALL_COST_TOKENS
