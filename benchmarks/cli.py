@@ -22,6 +22,8 @@ def add_commands(subparsers) -> None:
     bench.add_argument("--quick", action="store_true", help="fewer repetitions, 256 sentences, no cold start: a "
                                                               "smoke test whose figures are noisy, not ones to "
                                                               "compare")
+    bench.add_argument("--server", action="store_true", help="also measure ortpipe serve's CPU per sentence against "
+                                                              "in-process, at 1 and 64 clients (server_cost)")
     bench.add_argument("--json", type=Path, help="write the raw figures here")
     bench.add_argument("--plot", type=Path, help="write a PNG chart here")
     bench.set_defaults(run=_run_bench)
@@ -65,4 +67,19 @@ def _run_bench(args) -> int:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     if args.plot:
         write_plot(results, args.plot)
+    if args.server:
+        _server_section(bundle, config, args.threads or 2)
     return 0
+
+
+def _server_section(bundle, config, threads: int) -> None:
+    """The server's CPU per sentence against in-process (``benchmarks/server_cost.py``, one round)."""
+    from ortpipe.benchmarks.server_cost import measure, summary
+    from ortpipe.export.data import read_labelled_tsv, sst2_dir
+
+    data = config.data or sst2_dir() / "test.tsv"
+    if not data.is_file():
+        raise OrtpipeError(f"ortpipe bench --server needs sentences: --data FILE ({data} was not found)")
+    texts = read_labelled_tsv(data, limit=config.throughput_limit).texts
+    print("\nThe server's CPU per sentence (ortpipe serve on 127.0.0.1, one sentence per request):")
+    print(summary(measure(str(bundle), texts, threads, [], idle_s=2.0 if config.quick else 10.0)))

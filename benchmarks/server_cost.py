@@ -7,8 +7,8 @@
 ``/proc/<pid>/stat`` (user + system), so the load generator that shares the cores does not count. The
 in-process yardsticks run in this process, CPU from ``time.process_time()``: ``clf(text)`` one at a time
 (against one client) and ``clf(texts, batch_size=32)`` (against 64 concurrent clients). Reported per level:
-CPU milliseconds per sentence and the ratio; at one client the p50/p99 latency (client side) against
-in-process p50; at 64 the throughput; and the idle CPU of a server with two models over ``--idle-s``.
+CPU milliseconds per sentence (and the event loop thread's part of it) and the ratio; at one client the
+p50/p99 latency (client side) against in-process p50; at 64 the throughput; and the idle CPU of a server with two models over ``--idle-s``.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from ortpipe.benchmarks.report import publish, stamped
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (its threads included), from ``/proc``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def process_cpu_s(pid: int, thread: int | None = None) -> float:
+    """User + system CPU seconds of process ``pid`` (its threads included), or of one ``thread`` of it."""
+    where = f"/proc/{pid}/task/{thread}/stat" if thread is not None else f"/proc/{pid}/stat"
+    fields = Path(where).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
@@ -56,14 +57,16 @@ async def _clients(url: str, texts: list[str], concurrency: int) -> list[float]:
 
 
 def served(url: str, pid: int, texts: list[str], concurrency: int) -> dict:
-    """Server CPU per sentence and the client-side latencies at ``concurrency``."""
+    """Server CPU per sentence (and the event loop's share: the main thread's HTTP, JSON, tokenizing, planning
+    and answers; the rest is the model's threads) and the client-side latencies at ``concurrency``."""
     run_client(_clients(url, texts[:64], concurrency))  # warm the connections and the arena
     time.sleep(0.2)
-    cpu, started = process_cpu_s(pid), time.perf_counter()
+    cpu, loop, started = process_cpu_s(pid), process_cpu_s(pid, pid), time.perf_counter()
     latencies = run_client(_clients(url, texts, concurrency))
-    wall, cpu = time.perf_counter() - started, process_cpu_s(pid) - cpu
-    return {"cpu_ms_per_sentence": cpu / len(texts) * 1000, "sentences_per_s": len(texts) / wall,
-            "p50_ms": float(np.percentile(latencies, 50) * 1000), "p99_ms": float(np.percentile(latencies, 99) * 1000)}
+    wall, cpu, loop = time.perf_counter() - started, process_cpu_s(pid) - cpu, process_cpu_s(pid, pid) - loop
+    return {"cpu_ms_per_sentence": cpu / len(texts) * 1000, "event_loop_ms_per_sentence": loop / len(texts) * 1000,
+            "sentences_per_s": len(texts) / wall, "p50_ms": float(np.percentile(latencies, 50) * 1000),
+            "p99_ms": float(np.percentile(latencies, 99) * 1000)}
 
 
 def in_process(clf, texts: list[str]) -> dict:
@@ -133,6 +136,25 @@ def measure(bundle: str, texts: list[str], threads: int, flags: list[str], idle_
     return report
 
 
+def summary(report: dict) -> str:
+    """The report as a Markdown table: per server and round, CPU per sentence against in-process, the event
+    loop's part, the p50 gap at one client and the throughput at 64; then the idle server's CPU."""
+    lines = ["| server, round | 1 client: CPU/sentence (× in-process) | 64 clients: CPU/sentence (× in-process) "
+             "| event loop at 1 / 64 | p50 over in-process | sentences/s at 64 |", "|---|---|---|---|---|---|"]
+    for name, rounds in report["rounds"].items():
+        if name == "in-process":
+            continue
+        for index, (row, ratio) in enumerate(zip(rounds, report[name])):
+            one, many = row["one_client"], row["clients_64"]
+            lines.append(f"| {name}, {index + 1} "
+                         f"| {one['cpu_ms_per_sentence']:.2f} ms ({ratio['ratio_one_client']:.2f}×) "
+                         f"| {many['cpu_ms_per_sentence']:.2f} ms ({ratio['ratio_64_clients']:.2f}×) "
+                         f"| {one['event_loop_ms_per_sentence']:.2f} / {many['event_loop_ms_per_sentence']:.2f} ms "
+                         f"| {ratio['p50_gap_ms']:+.2f} ms | {many['sentences_per_s']:.0f} |")
+    lines.append(f"\nAn idle server with two models: {report['idle_two_models_pct_of_a_core']:.2f} % of a core.")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     from ortpipe.export.data import read_labelled_tsv, sst2_dir
     from ortpipe.runtime.bundle import default_bundle_dir
@@ -151,7 +173,9 @@ def main(argv=None) -> int:
     bundle = str(args.bundle or default_bundle_dir())
     report = stamped(sentences=len(texts), threads=args.threads,
                      **measure(bundle, texts, args.threads, args.serve_flag, args.idle_s, args.rounds, args.baseline))
-    return publish(report, args.json)
+    code = publish(report, args.json)
+    print(summary(report))
+    return code
 
 
 if __name__ == "__main__":

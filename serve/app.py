@@ -25,7 +25,7 @@ import logging
 import time
 import uuid
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Callable, Mapping, Sequence
 
@@ -42,6 +42,7 @@ from ortpipe.serve.config import ServeConfig
 from ortpipe.serve.errors import ServeError
 from ortpipe.serve.management import add_management_routes, default_loader
 from ortpipe.serve.metrics import ServerMetrics
+from ortpipe.serve.predictor import concurrent_batches_for
 from ortpipe.serve.predictor import TIMEOUT_HEADER, Predictor, single_thread_model  # noqa: F401 (re-exported)
 from ortpipe.serve.protocol import PAIR_WARNING, PREDICT_BODY_SCHEMA, RequestError, error_responses, reads_as_pair
 from ortpipe.serve.scheduler import Scheduler
@@ -250,12 +251,15 @@ def create_app(models: TextClassifier | Mapping[str, TextClassifier | tuple[Text
     """
     config.check()
     given = _as_models(models, config)
+    workers = concurrent_batches_for(config.concurrent_batches, [clf for clf, _ in given.values()])
+    config = replace(config, concurrent_batches=workers)
     metrics = ServerMetrics()
     scheduler = Scheduler(config.concurrent_batches) if batcher_factory is Batcher else None
 
     def make(name, clf, limits, bundle_path=None, digest=None) -> Predictor:
         path = bundle_path or str(clf.bundle.path)
-        return Predictor(name, clf, limits or config, metrics, batcher_factory, scheduler, bundle_path=path,
+        limits = replace(limits, concurrent_batches=workers) if limits else config  # one scheduler: its workers
+        return Predictor(name, clf, limits, metrics, batcher_factory, scheduler, bundle_path=path,
                          bundle_digest=digest if digest is not None else bundle_digest(path))
 
     served = ServedModels({name: make(name, clf, own) for name, (clf, own) in given.items()},

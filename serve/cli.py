@@ -19,7 +19,8 @@ _HELP = {
     "max_batch_tokens": "padded tokens per model call", "max_batch_size": "texts per model call",
     "max_wait_ms": "how long to wait for more texts before a model call",
     "concurrent_batches": "model calls running at once, each on its own thread (side by side, on a second "
-                          "one-thread session: faster under load, more memory)",
+                          "one-thread session: less CPU per sentence under load, more memory); 0 (auto): 2 for "
+                          "CPU models with 2 or more threads of their own, else 1",
     "max_client_batch": "texts per request (more: 413)", "max_body": "bytes per request body (more: 413)",
     "max_queue": "texts waiting for the model, all requests together (more: 429)",
     "timeout_ms": "a text not run by then is answered 504 (per request: header x-timeout-ms)",
@@ -63,11 +64,11 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--provider", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
     add_backend_options(parser)
-    parser.add_argument("--spinning", action=argparse.BooleanOptionalAction, default=True,
-                        help="let ONNX Runtime's threads busy-wait a moment between model calls, as in-process "
-                             "(default: measured on 2 cores, about 0.3 ms less per request at concurrency 1 and "
-                             "no loss at 64; an idle server's threads park). --no-spinning stops them as each "
-                             "call returns")
+    parser.add_argument("--spinning", action=argparse.BooleanOptionalAction, default=False,
+                        help="let ONNX Runtime's threads busy-wait a moment after each model call, as in-process "
+                             "(default: no; they stop as each call returns: measured on 2 cores at one client, "
+                             "16-30 %% less server CPU per sentence and the same p50, since a spinning thread "
+                             "takes a core from the HTTP work between calls)")
     add_memory_argument(parser)
     parser.add_argument("--engine", choices=("local", "ray"), default="local",
                         help="serve here with uvicorn (local, default), or as a Ray Serve deployment with the same "

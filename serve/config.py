@@ -17,9 +17,10 @@ class ServeConfig:
     max_batch_tokens: int = 512
     max_batch_size: int = 64  # texts per model call
     max_wait_ms: float = 2.0  # how long the batcher waits for more texts once one is queued
-    # model calls at once, each from its own worker thread; 2 is faster at high concurrency but holds
-    # more memory (a second session, two calls' activations): see docs/serving.md
-    concurrent_batches: int = 1
+    # model calls at once, each from its own worker thread; 0 (auto): 2 where they can run side by side on
+    # one thread each (a CPU model with threads of its own, 2 or more), else 1. Side by side costs a second
+    # session's memory and takes a third of the CPU per sentence off at 64 clients: see docs/serving.md
+    concurrent_batches: int = 0
     max_client_batch: int = 256  # texts per request
     max_body: int = 4 * 1024 * 1024  # bytes per request body
     max_queue: int = 4096  # texts waiting for the model, all requests together
@@ -71,8 +72,10 @@ class ServeConfig:
             raise ValueError(f"window must be off, auto or a number of tokens, got {self.window!r}")
         for spec in fields(self):
             value = getattr(self, spec.name)
-            if spec.name not in ("host", "port", "max_wait_ms", "window") and value <= 0:
+            if spec.name not in ("host", "port", "max_wait_ms", "window", "concurrent_batches") and value <= 0:
                 raise ValueError(f"{spec.name} must be positive, got {value}")
         if self.max_wait_ms < 0 or not 0 <= self.port < 65536:
             raise ValueError("max_wait_ms must be ≥ 0 and port within 0..65535")
+        if self.concurrent_batches < 0:
+            raise ValueError(f"concurrent_batches must be ≥ 0 (0: auto), got {self.concurrent_batches}")
         return self

@@ -21,6 +21,7 @@ it. What it promises:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import hashlib
 import os
@@ -113,7 +114,7 @@ class ServedModels:
             allowed = await asyncio.to_thread(self._resolve, path, trusted)
             digest = await asyncio.to_thread(bundle_digest, allowed)
             if (unless_unchanged and old is not None and old.bundle_path == str(allowed)
-                    and old.bundle_digest == digest and old.config == limits):
+                    and old.bundle_digest == digest and _same_limits(old.config, limits)):
                 return {"model": name, "bundle": str(allowed), "variant": old.clf.variant, "replaced": False,
                         "unchanged": True}
             clf, report = await asyncio.to_thread(self._load_checked, allowed, name, old, trusted)
@@ -232,3 +233,9 @@ class _Turn:
         busy.release()
         if not busy.locked() and not getattr(busy, "_waiters", None):  # names from HTTP: keep no lock per name
             del self.served._busy[self.name]
+
+
+def _same_limits(loaded, wanted) -> bool:
+    """Whether a model's limits are those wanted; ``concurrent_batches`` is the server's (its one scheduler's
+    workers, ``auto`` resolved when the server started), not a model's, so it does not count."""
+    return loaded == dataclasses.replace(wanted, concurrent_batches=loaded.concurrent_batches)

@@ -22,6 +22,25 @@ def test_process_cpu_counts_this_process_work():
     assert process_cpu_s(os.getpid()) - before >= 0.2
 
 
+def test_one_threads_cpu_is_its_own_and_not_the_others():
+    import threading
+
+    from ortpipe.benchmarks.server_cost import process_cpu_s
+
+    def spin(seconds: float) -> None:
+        started = time.thread_time()
+        while time.thread_time() - started < seconds:
+            sum(range(10_000))
+
+    before_main, before_all = process_cpu_s(os.getpid(), os.getpid()), process_cpu_s(os.getpid())
+    worker = threading.Thread(target=spin, args=(0.4,))
+    worker.start()
+    worker.join()
+    main_spent = process_cpu_s(os.getpid(), os.getpid()) - before_main
+    all_spent = process_cpu_s(os.getpid()) - before_all
+    assert all_spent >= 0.3 and main_spent < 0.15  # the worker's CPU counts for the process, not the main thread
+
+
 def test_stacks_are_grouped_innermost_first_and_waiting_threads_dropped():
     raw = "\n".join([
         "thread (1): MainThread;run (uvloop);answer (serve/app.py:90);TextTokenizer.encode (runtime/tokenize.py:156) 30",
@@ -32,3 +51,22 @@ def test_stacks_are_grouped_innermost_first_and_waiting_threads_dropped():
     report = grouped(raw)
     assert report["samples"] == 100  # the waiting thread's 900 samples are not CPU
     assert report["groups"] == {"ONNX Runtime compute": 0.5, "tokenizing": 0.3, "HTTP protocol: parsing and writing": 0.2}
+
+
+def test_the_benchmark_measures_a_real_server_and_sums_it_up(bert_bundle):
+    """``measure`` against a real ``ortpipe serve`` of the tiny bundle; ``summary`` is what ``ortpipe bench
+    --server`` prints."""
+    from ortpipe.benchmarks.server_cost import measure, summary
+
+    texts = [f"sentence number {i} of the benchmark, {'with more words ' * (i % 4)}" for i in range(128)]
+    report = measure(str(bert_bundle), texts, threads=2, flags=[], idle_s=0.5)
+    run = report["rounds"]["this checkout"][0]
+    for level in ("one_client", "clients_64"):
+        # (/proc counts in 10 ms ticks: the event loop's share may round to the whole)
+        assert 0 < run[level]["event_loop_ms_per_sentence"] <= run[level]["cpu_ms_per_sentence"]
+    ratio = report["this checkout"][0]
+    assert ratio["ratio_64_clients"] == run["clients_64"]["cpu_ms_per_sentence"] / report["rounds"]["in-process"][0][
+        "batch32_cpu_ms"]
+    table = summary(report)
+    assert f"({ratio['ratio_one_client']:.2f}×)" in table and f"({ratio['ratio_64_clients']:.2f}×)" in table
+    assert "idle server with two models" in table

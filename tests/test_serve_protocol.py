@@ -64,6 +64,7 @@ def test_bad_bodies_are_refused_naming_the_problem(body, status, needle):
     ("max_queue", 0, "max_queue must be positive, got 0"), ("timeout_ms", -1.0, "timeout_ms must be positive"),
     ("max_wait_ms", -1.0, "max_wait_ms must be ≥ 0"), ("port", 70000, "port within 0..65535"),
     ("window", "big", "window must be off, auto or a number of tokens, got 'big'"),
+    ("concurrent_batches", -1, "concurrent_batches must be ≥ 0 (0: auto), got -1"),
 ])
 def test_serve_config_check_names_the_bad_setting(field, value, needle):
     with pytest.raises(ValueError, match=needle.replace("(", r"\(").replace(")", r"\)")):

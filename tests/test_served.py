@@ -58,3 +58,12 @@ def test_a_second_load_of_a_busy_name_is_409_and_unload_of_a_missing_one_404(bun
     done, outcomes = asyncio.run(asyncio.wait_for(race(), timeout=60))
     assert done["replaced"] is True
     assert [getattr(o, "status", None) for o in outcomes] == [409, 409, 409]
+
+
+def test_the_servers_concurrent_batches_do_not_make_a_models_limits_differ():
+    from ortpipe.serve.config import ServeConfig
+    from ortpipe.serve.served import _same_limits
+
+    resolved = ServeConfig(concurrent_batches=2)
+    assert _same_limits(resolved, ServeConfig())  # SIGHUP re-reads 0 (auto): the same limits
+    assert not _same_limits(resolved, ServeConfig(max_queue=7))
