@@ -20,7 +20,7 @@ _HELP = {
     "max_wait_ms": "how long to wait for more texts before a model call",
     "concurrent_batches": "model calls running at once, each on its own thread (side by side, on a second "
                           "one-thread session: less CPU per sentence under load, more memory); 0 (auto): 2 for "
-                          "CPU models with 2 or more threads of their own, else 1",
+                          "CPU models with 2 or more threads of their own and --memory fast, else 1",
     "max_client_batch": "texts per request (more: 413)", "max_body": "bytes per request body (more: 413)",
     "max_queue": "texts waiting for the model, all requests together (more: 429)",
     "timeout_ms": "a text not run by then is answered 504 (per request: header x-timeout-ms)",

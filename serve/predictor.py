@@ -41,15 +41,18 @@ def can_run_side_by_side(clf: TextClassifier) -> bool:
 
 
 def concurrent_batches_for(asked: int, models: list[TextClassifier]) -> int:
-    """``--concurrent-batches``, with 0 (auto) made 2 where every model can run batches side by side, else 1.
+    """``--concurrent-batches``, with 0 (auto) made 2 where every model can run batches side by side and was
+    loaded with ``--memory fast``, else 1.
 
-    Measured on 2 cores (AMD EPYC Zen 4), int8, 64 clients: side by side on one-thread sessions took 29-34 %
-    of the server's CPU per sentence off against one 2-thread batch at a time, for a second session's memory
-    (docs/serving.md); on the shared pool of several models, or a GPU, it was not measured, so stays 1.
+    Measured on 2 cores (AMD EPYC Zen 4), int8: side by side on one-thread sessions took 21-35 % of the server's
+    CPU per sentence off at 64 clients, and the soak served 54 % more texts per second, but held 277 MiB
+    instead of 186 (a second session, a second arena, two calls' activations): over the lean default's bound
+    (docs/memory.md), so only ``fast`` asks for it. On the shared pool of several models, or a GPU, side by
+    side was not measured.
     """
     if asked:
         return asked
-    return 2 if models and all(can_run_side_by_side(clf) for clf in models) else 1
+    return 2 if models and all(can_run_side_by_side(clf) and clf.memory.setting == "arena" for clf in models) else 1
 
 
 def single_thread_model(clf: TextClassifier, concurrent_batches: int) -> "OnnxModel | None":

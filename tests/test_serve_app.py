@@ -97,17 +97,19 @@ def test_no_second_session_when_it_would_be_the_same(clf, bert_bundle):
     assert single_thread_model(TextClassifier.load(bert_bundle, variant="optimized", threads=1), 2) is None
 
 
-def test_batches_run_side_by_side_by_default_where_a_one_thread_session_can_run_them(clf, bert_bundle):
-    one_thread = TextClassifier.load(bert_bundle, variant="optimized", threads=1)
+def test_batches_run_side_by_side_where_a_one_thread_session_can_and_memory_is_fast(clf, bert_bundle):
+    fast = TextClassifier.load(bert_bundle, variant="optimized", threads=2, memory="fast")
+    one_thread = TextClassifier.load(bert_bundle, variant="optimized", threads=1, memory="fast")
     assert ServeConfig().concurrent_batches == 0  # auto
-    assert concurrent_batches_for(0, [clf]) == 2
-    assert concurrent_batches_for(0, [clf, one_thread]) == 1  # every model must be able to
-    assert concurrent_batches_for(1, [clf]) == 1 and concurrent_batches_for(3, [one_thread]) == 3  # as asked
-    app = create_app({"a": clf, "b": (clf, ServeConfig(max_queue=10))})
+    assert concurrent_batches_for(0, [fast]) == 2
+    assert concurrent_batches_for(0, [clf]) == 1  # lean, the default: one session
+    assert concurrent_batches_for(0, [fast, one_thread]) == 1  # every model must be able to
+    assert concurrent_batches_for(1, [fast]) == 1 and concurrent_batches_for(3, [clf]) == 3  # as asked
+    app = create_app({"a": fast, "b": (fast, ServeConfig(max_queue=10))})
     assert app.state.ortpipe.scheduler.workers == 2 and app.state.ortpipe.config.concurrent_batches == 2
     assert {p.info()["limits"]["concurrent_batches"] for p in app.state.served.predictors.values()} == {2}
     assert app.state.served.predictors["b"].config.max_queue == 10
-    assert create_app(one_thread).state.ortpipe.scheduler.workers == 1
+    assert create_app(clf).state.ortpipe.scheduler.workers == 1
 
 
 def test_while_draining_ready_and_new_predictions_are_503(clf):
