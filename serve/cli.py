@@ -67,8 +67,8 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--spinning", action=argparse.BooleanOptionalAction, default=False,
                         help="let ONNX Runtime's threads busy-wait a moment after each model call, as in-process "
                              "(default: no; they stop as each call returns: measured on 2 cores at one client, "
-                             "16-30 %% less server CPU per sentence and the same p50, since a spinning thread "
-                             "takes a core from the HTTP work between calls)")
+                             "16-30 %% less server CPU per sentence for 0.1-0.3 ms more p50, since a spinning "
+                             "thread takes a core from the HTTP work between calls)")
     add_memory_argument(parser)
     parser.add_argument("--engine", choices=("local", "ray"), default="local",
                         help="serve here with uvicorn (local, default), or as a Ray Serve deployment with the same "

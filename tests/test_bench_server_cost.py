@@ -70,3 +70,16 @@ def test_the_benchmark_measures_a_real_server_and_sums_it_up(bert_bundle):
     table = summary(report)
     assert f"({ratio['ratio_one_client']:.2f}×)" in table and f"({ratio['ratio_64_clients']:.2f}×)" in table
     assert "idle server with two models" in table
+
+
+def test_servers_side_by_side_are_compared_burst_by_burst(bert_bundle):
+    """``server_ab.compare`` against two real servers of the tiny bundle, the second with other flags."""
+    from ortpipe.benchmarks.server_ab import compare
+
+    texts = [f"text {i}: {'a few more words ' * (i % 5)}" for i in range(96)]
+    report = compare(["one|ORTPIPE_MAX_WAIT_MS=2|", "two||--concurrent-batches 2"], str(bert_bundle), texts,
+                     clients=8, bursts=2)
+    assert list(report) == ["one", "two"] and report["one"]["ratio_to_first"] == 1.0
+    for row in report.values():
+        assert row["cpu_ms_per_sentence"] > 0 and row["p50_ms"] > 0
+        assert row["ratio_range"][0] <= row["ratio_to_first"] <= row["ratio_range"][1]
