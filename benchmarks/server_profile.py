@@ -8,6 +8,10 @@ every thread). Each sample's leaf frame (its self time) is put in a group by the
 matches, innermost frame first: HTTP parsing, JSON, routing, tokenizing, planning, ONNX Runtime compute,
 ONNX Runtime spinning or waiting, result shaping, metrics, the event loop, idle. Needs py-spy (the bench
 extra) and the right to ptrace the server (root, or ``kernel.yama.ptrace_scope=0``).
+
+py-spy samples Python threads only: ONNX Runtime's own pool threads (all but the calling one) never appear,
+so "ONNX Runtime compute" here is the calling thread's part. The split of the server's CPU between its event
+loop thread and the rest comes from ``/proc`` in :mod:`ortpipe.benchmarks.server_cost`.
 """
 
 from __future__ import annotations
