@@ -204,8 +204,10 @@ class TextClassifier:
             top_k: leave unset for one ``{'label', 'score'}`` per text; an int
                 for that many labels per text, best first; None for all labels.
             function_to_apply: ``"default"``, ``"softmax"``, ``"sigmoid"`` or ``"none"``.
-            batch_size: texts per ONNX Runtime call; None for :meth:`default_batch_size`
-                (32, or 1 for dynamic int8 whose scores depend on batch neighbours).
+            batch_size: texts per ONNX Runtime call at most; None for :meth:`default_batch_size`
+                (32, or 1 for dynamic int8 whose scores depend on batch neighbours). On a CPU with
+                ``memory="lean"`` a batch of mixed lengths is cut where a call costs less than its
+                padding (:func:`~ortpipe.runtime.batching.plan_batches`); ``"fast"`` keeps it whole.
             truncation: cut texts to the model's limit (else longer ones are an error).
             sort_by_length: batch texts of similar length together (results keep input order).
             max_batch_tokens: padded tokens (rows × longest row) per ONNX Runtime call at
@@ -262,9 +264,10 @@ class TextClassifier:
         if plan.truncated:
             with self._truncated_lock:
                 self._truncated += plan.truncated
+        whole = self.memory.setting == "arena"  # "fast": the caller's batches whole (docs/memory.md)
         rows = run_in_batches(plan.rows, plan.lengths, options.batch_size or self.default_batch_size(),
                               lambda batch: list(self._logits(batch)), options.sort_by_length, options.max_batch_tokens,
-                              self.call_cost_tokens)
+                              None if whole else self.call_cost_tokens)
         return np.stack(rows)
 
     def _logits(self, batch: list) -> np.ndarray:

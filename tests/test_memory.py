@@ -84,3 +84,24 @@ def test_a_large_batch_gives_the_arena_back(bert_bundle):
     long = [" ".join(WORDS * 12)] * 70  # 70 rows of 128 tokens: over the floor
     assert len(clf(long, batch_size=70)) == 70
     assert clf.memory.shrinks == 1
+
+
+def test_lean_cuts_a_batch_of_mixed_lengths_where_padding_costs_more_than_a_call(bert_bundle):
+    from ortpipe.runtime.batching import plan_batches
+
+    texts = _texts(64, seed=1)
+    clf = TextClassifier.load(bert_bundle, variant="optimized")  # lean, the default
+    shapes, model = [], clf.model
+
+    class Recording:
+        memory = model.memory
+
+        def __call__(self, encoded):
+            shapes.append(encoded.input_ids.shape)
+            return model(encoded)
+
+    clf.model = Recording()
+    clf(texts, batch_size=64, max_batch_tokens=None)  # no token cap: the cuts are the planner's alone
+    lengths = [len(e) for e in clf.tokenizer.encode(texts)]
+    assert [rows for rows, _ in shapes] == [len(b) for b in plan_batches(lengths, 64, call_cost=clf.call_cost_tokens)]
+    assert len(shapes) > 1
