@@ -184,7 +184,8 @@ def main(argv=None) -> int:
     parser.add_argument("--requests", type=int, default=872, help="requests per level at most")
     parser.add_argument("--seconds", type=float, default=60.0, help="seconds per level at most")
     parser.add_argument("--servers", nargs="+", default=["ortpipe-serve", "ortpipe-unbatched", "seed-fastapi"])
-    parser.add_argument("--no-spinning", action="store_true", help="start the ortpipe servers with --no-spinning")
+    parser.add_argument("--spinning", action="store_true", help="start the ortpipe servers with --spinning "
+                                                                 "(their threads busy-wait after each call)")
     parser.add_argument("--client", choices=("raw", "aiohttp"), default="raw",
                         help="the load generator's HTTP client (raw: a minimal one, the least CPU taken from "
                              "the server; aiohttp: what an app would use)")
@@ -198,8 +199,8 @@ def main(argv=None) -> int:
     reference = in_process(clf, texts)
     serve = [sys.executable, "-m", "ortpipe.cli", "serve", "--bundle", str(args.bundle),
              "--threads", str(args.threads)] + (["--variant", args.variant] if args.variant else []) + (
-                ["--no-spinning"] if args.no_spinning else [])
-    report = {"machine": describe_machine(), "threads": args.threads, "spinning": not args.no_spinning,
+                ["--spinning"] if args.spinning else [])
+    report = {"machine": describe_machine(), "threads": args.threads, "spinning": args.spinning,
               "client": args.client, "data": f"{args.data.name} ({len(texts)})",
               "in_process": reference, "servers": {}}
     for name in args.servers:
@@ -248,7 +249,7 @@ def format_report(report: dict) -> str:
     lines += ["", f"In-process, same variant ({ref['variant']}): one sentence p50 {ref['single_p50_ms']:.2f} ms{each}; "
                   f"all sentences length-sorted at batch 32: {ref['sorted_batch32_sentences_per_s']:.0f} sentences/s.",
               f"Machine: {isa_summary(report['machine'])}, {report['machine']['cores']} cores; server threads "
-              f"{report['threads']}{'' if report.get('spinning', True) else ' (--no-spinning)'}; client "
+              f"{report['threads']}{' (--spinning)' if report.get('spinning') else ''}; client "
               f"({report.get('client', 'aiohttp')}) on the same machine; data {report['data']}."]
     if "paired" in report["servers"].get("ortpipe-serve", {}).get("64", {}):
         r = report["servers"]["ortpipe-serve"]["64"]["paired"]

@@ -1,6 +1,6 @@
 """The server's CPU per sentence against in-process CPU per sentence, on the same texts and threads.
 
-    python -m ortpipe.benchmarks.server_cost --json server_cost.json [--serve-flag=--no-spinning …]
+    python -m ortpipe.benchmarks.server_cost --json server_cost.json [--serve-flag=--spinning …]
 
 ``ortpipe serve`` runs the bundle (default: the default bundle, ``load()``'s variant) in its own process on
 127.0.0.1; clients send one SST-2 test sentence per request. The server's CPU is read from
@@ -8,7 +8,8 @@
 in-process yardsticks run in this process, CPU from ``time.process_time()``: ``clf(text)`` one at a time
 (against one client) and ``clf(texts, batch_size=32)`` (against 64 concurrent clients). Reported per level:
 CPU milliseconds per sentence (and the event loop thread's part of it) and the ratio; at one client the
-p50/p99 latency (client side) against in-process p50; at 64 the throughput; and the idle CPU of a server with two models over ``--idle-s``.
+p50/p99 latency (client side) against in-process p50; at 64 the throughput; and the idle CPU of a server
+with two models over ``--idle-s``.
 """
 
 from __future__ import annotations
