@@ -205,17 +205,7 @@ def main(argv=None) -> int:
               "in_process": reference, "servers": {}}
     for name in args.servers:
         port = free_port()
-        if name == "seed-fastapi":
-            from ortpipe.benchmarks.paths import checkpoint_for
-            from ortpipe.runtime.manifest import read_manifest
-
-            checkpoint = args.checkpoint or checkpoint_for(args.bundle, read_manifest(args.bundle))
-            command = [sys.executable, "-m", "ortpipe.benchmarks.seed_server", "--checkpoint", str(checkpoint),
-                       "--port", str(port), "--threads", str(args.threads)]
-        else:
-            extra = ["--max-batch-size", "1", "--max-wait-ms", "0"] if name == "ortpipe-unbatched" else []
-            command = serve + ["--port", str(port)] + extra
-        with server(command, port) as (url, _):
+        with server(_server_command(name, args, serve, port), port) as (url, _):
             levels = {}
             for concurrency in args.concurrency:
                 levels[str(concurrency)] = run_client(_load(url, texts, concurrency, args.requests, args.seconds,
@@ -232,6 +222,20 @@ def main(argv=None) -> int:
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
+
+
+def _server_command(name: str, args, serve: list[str], port: int) -> list[str]:
+    """The command that starts server ``name`` on ``port``: the seed's PyTorch server, or ``ortpipe serve``
+    (``ortpipe-unbatched``: one text per model call)."""
+    if name == "seed-fastapi":
+        from ortpipe.benchmarks.paths import checkpoint_for
+        from ortpipe.runtime.manifest import read_manifest
+
+        checkpoint = args.checkpoint or checkpoint_for(args.bundle, read_manifest(args.bundle))
+        return [sys.executable, "-m", "ortpipe.benchmarks.seed_server", "--checkpoint", str(checkpoint),
+                "--port", str(port), "--threads", str(args.threads)]
+    extra = ["--max-batch-size", "1", "--max-wait-ms", "0"] if name == "ortpipe-unbatched" else []
+    return serve + ["--port", str(port)] + extra
 
 
 def format_report(report: dict) -> str:

@@ -23,14 +23,13 @@ from pathlib import Path
 
 from ortpipe.benchmarks.http_client import free_port, run_client, server
 from ortpipe.benchmarks.report import publish, stamped
-from ortpipe.benchmarks.server_cost import _clients, process_cpu_s
+from ortpipe.benchmarks.server_cost import _clients, measured, serve_command
 
 
 def _start(stack: ExitStack, spec: str, bundle: str, threads: int) -> tuple[str, tuple]:
     name, env, flags = (spec.split("|") + ["", ""])[:3]
     port = free_port()
-    command = [sys.executable, "-m", "ortpipe.cli", "serve", "--bundle", bundle, "--port", str(port),
-               "--threads", str(threads), "--no-access-log", *flags.split()]
+    command = serve_command(port, threads, "--bundle", bundle, *flags.split())
     environ = {**os.environ, **dict(pair.split("=", 1) for pair in env.split())}
     return name, stack.enter_context(server(command, port, env=environ))
 
@@ -48,12 +47,11 @@ def compare(specs: list[str], bundle: str, texts: list[str], clients: int, burst
         for _ in range(bursts):
             burst = draw.sample(texts, size)
             for name, (url, process) in servers.items():
-                cpu, loop = process_cpu_s(process.pid), process_cpu_s(process.pid, process.pid)
-                latencies = run_client(_clients(url, burst, clients))
+                figures = measured(url, process.pid, burst, clients)
                 row = rows.setdefault(name, {"cpu": [], "loop": [], "p50": []})
-                row["cpu"].append((process_cpu_s(process.pid) - cpu) / size * 1000)
-                row["loop"].append((process_cpu_s(process.pid, process.pid) - loop) / size * 1000)
-                row["p50"].append(statistics.median(latencies) * 1000)
+                row["cpu"].append(figures["cpu_ms_per_sentence"])
+                row["loop"].append(figures["event_loop_ms_per_sentence"])
+                row["p50"].append(figures["p50_ms"])
     first = rows[next(iter(rows))]["cpu"]
     report = {}
     for name, row in rows.items():

@@ -57,11 +57,22 @@ async def _clients(url: str, texts: list[str], concurrency: int) -> list[float]:
     return latencies
 
 
+def serve_command(port: int, threads: int, *flags: str) -> list[str]:
+    """``ortpipe serve`` on 127.0.0.1:``port`` with ``threads``, no access log, and ``flags`` (its models)."""
+    return [sys.executable, "-m", "ortpipe.cli", "serve", "--port", str(port), "--threads", str(threads),
+            "--no-access-log", *flags]
+
+
 def served(url: str, pid: int, texts: list[str], concurrency: int) -> dict:
-    """Server CPU per sentence (and the event loop's share: the main thread's HTTP, JSON, tokenizing, planning
-    and answers; the rest is the model's threads) and the client-side latencies at ``concurrency``."""
+    """Server CPU per sentence, once warmed (see :func:`measured`)."""
     run_client(_clients(url, texts[:64], concurrency))  # warm the connections and the arena
     time.sleep(0.2)
+    return measured(url, pid, texts, concurrency)
+
+
+def measured(url: str, pid: int, texts: list[str], concurrency: int) -> dict:
+    """Server CPU per sentence (and the event loop's share: the main thread's HTTP, JSON, tokenizing, planning
+    and answers; the rest is the model's threads) and the client-side latencies at ``concurrency``."""
     cpu, loop, started = process_cpu_s(pid), process_cpu_s(pid, pid), time.perf_counter()
     latencies = run_client(_clients(url, texts, concurrency))
     wall, cpu, loop = time.perf_counter() - started, process_cpu_s(pid) - cpu, process_cpu_s(pid, pid) - loop
@@ -90,9 +101,8 @@ def in_process(clf, texts: list[str]) -> dict:
 def idle_cpu(bundle: str, threads: int, flags: list[str], seconds: float) -> float:
     """Percent of one core a server with two models (the bundle twice) spends doing nothing for ``seconds``."""
     port = free_port()
-    command = [sys.executable, "-m", "ortpipe.cli", "serve", "--port", str(port), "--threads", str(threads),
-               "--model", f"a={bundle}", "--model", f"b={bundle}", *flags]
-    with server(command, port) as (_url, process):
+    with server(serve_command(port, threads, "--model", f"a={bundle}", "--model", f"b={bundle}", *flags),
+                port) as (_url, process):
         time.sleep(2)
         cpu = process_cpu_s(process.pid)
         time.sleep(seconds)
@@ -117,8 +127,7 @@ def measure(bundle: str, texts: list[str], threads: int, flags: list[str], idle_
         urls = {}
         for name in names:
             port = free_port()
-            command = [sys.executable, "-m", "ortpipe.cli", "serve", "--bundle", bundle, "--port", str(port),
-                       "--threads", str(threads), "--variant", clf.variant, "--no-access-log", *flags]
+            command = serve_command(port, threads, "--bundle", bundle, "--variant", clf.variant, *flags)
             env = {**os.environ, **({"PYTHONPATH": baseline} if name == "baseline" else {})}
             urls[name] = stack.enter_context(server(command, port, env=env))
         for _ in range(rounds):

@@ -42,8 +42,7 @@ from ortpipe.serve.config import ServeConfig
 from ortpipe.serve.errors import ServeError
 from ortpipe.serve.management import add_management_routes, default_loader
 from ortpipe.serve.metrics import ServerMetrics
-from ortpipe.serve.predictor import concurrent_batches_for
-from ortpipe.serve.predictor import TIMEOUT_HEADER, Predictor, single_thread_model  # noqa: F401 (re-exported)
+from ortpipe.serve.predictor import TIMEOUT_HEADER, Predictor, concurrent_batches_for, single_thread_model  # noqa: F401
 from ortpipe.serve.protocol import PAIR_WARNING, PREDICT_BODY_SCHEMA, RequestError, error_responses, reads_as_pair
 from ortpipe.serve.scheduler import Scheduler
 from ortpipe.serve.security import ApiKeyGuard, document_keys
