@@ -2,18 +2,21 @@
 
 Requests put their tokenized texts on a bounded queue (counted per text) and
 await the logits. Whenever a worker of the :class:`~ortpipe.serve.scheduler.Scheduler`
-is free, everything queued is taken as one *cohort* — after waiting up to
-``max_wait_ms`` for more when batches are running and less than a full batch
-is there (under no load a lone request is not made to wait for company that
-is not coming) — texts past their deadline or whose client left are dropped,
-and the cohort is planned with the runtime's batch planner
-(:func:`~ortpipe.runtime.batching.plan_batches`, which every entry point
-uses: sorted by length, at most ``max_batch_size`` texts and
-``max_batch_tokens`` padded tokens per call). The scheduler's workers take
-one planned batch at a time, a cohort not yet served first (so a small
-request waits behind at most one call of a large one), from this model and
-the others it serves in turn; ONNX Runtime releases the GIL, so the event
-loop never blocks, and each batch's results go back as soon as it ends.
+is free, everything queued is taken — after waiting up to ``max_wait_ms`` for
+more when batches are running and less than a full batch is there (under no
+load a lone request is not made to wait for company that is not coming) —
+texts past their deadline or whose client left are dropped, and the texts of
+requests that fit one model call join the :class:`~ortpipe.serve.pool.Pool`
+(planned again with every newcomer; each call holds its oldest text), while
+each larger request becomes a *cohort* of its own. Both are planned with the
+runtime's batch planner (:func:`~ortpipe.runtime.batching.plan_batches`,
+which every entry point uses: sorted by length, at most ``max_batch_size``
+texts and ``max_batch_tokens`` padded tokens per call). The scheduler's
+workers take one planned batch at a time, the pool's turn after each call of
+a cohort and a cohort not yet served ahead of older ones (so a small request
+waits behind at most one call of a large one), from this model and the others
+it serves in turn; ONNX Runtime releases the GIL, so the event loop never
+blocks, and each batch's results go back as soon as it ends.
 
 Float variants give every text bit-identical logits however it is batched
 (padding is masked exactly). Dynamic int8 computes activation scales per call,
@@ -31,6 +34,7 @@ import numpy as np
 
 from ortpipe.runtime.batching import plan_batches
 from ortpipe.serve.errors import Expired, Overloaded, Retired  # noqa: F401 (Expired, Overloaded: re-exported)
+from ortpipe.serve.pool import Pool
 from ortpipe.serve.scheduler import Cohorts, Scheduler
 
 
@@ -83,7 +87,9 @@ class Batcher:
         self.max_wait_s, self.max_queue = max_wait_ms / 1000.0, max_queue
         self._on_batch, self._on_dropped = on_batch, on_dropped
         self._queue: list[_Pending] = []
-        self._cohorts = Cohorts()  # taken and planned, waiting for a worker
+        self._pool: Pool[_Pending] = Pool(self._batches, planned_at_once=max_batch_size)  # small requests' texts
+        self._cohorts = Cohorts()  # larger requests, planned, waiting for a worker
+        self._pool_went_last = False
         self._out_of_queue = 0  # texts planned or in the model
         self._owns_scheduler = scheduler is None
         self.scheduler = Scheduler(concurrent_batches) if scheduler is None else scheduler
@@ -115,7 +121,7 @@ class Batcher:
         """
         self.stopped = True
         self.scheduler.remove(self)
-        left = self._queue + [p for batch in self._cohorts.drain() for p in batch]
+        left = self._queue + self._pool.drain() + [p for batch in self._cohorts.drain() for p in batch]
         self._queue = []
         for p in left:
             _settle(p.future, None, Retired())
@@ -155,24 +161,26 @@ class Batcher:
     # -- what the scheduler asks (on the event loop) --------------------------------------------
 
     def has_work(self) -> bool:
-        return bool(self._queue or self._cohorts)
+        return bool(self._queue or self._pool or self._cohorts)
 
     def has_planned(self) -> bool:
-        return bool(self._cohorts)
+        return bool(self._pool or self._cohorts)
 
     def wants_company(self) -> bool:
         """Only a few texts queued, more arriving while batches run: worth waiting ``max_wait_ms`` for more."""
-        return (not self._cohorts and 0 < len(self._queue) < self.max_batch_size and self.max_wait_s > 0
-                and bool(self._arrived_while_running))
+        return (not self._cohorts and 0 < len(self._queue) and len(self._queue) + len(self._pool) < self.max_batch_size
+                and self.max_wait_s > 0 and bool(self._arrived_while_running))
 
     def plan(self) -> None:
-        """Everything queued that is still wanted, planned into cohorts; the rest answered or dropped.
+        """Everything queued that is still wanted, into the pool or cohorts; the rest answered or dropped.
 
-        Requests that fit one model call together make one cohort, planned first; each larger request is a
-        cohort of its own, in arrival order. So a sentence that arrives in the same planning round as a long
-        document runs first, instead of last in the document's length-sorted batches.
+        The texts of requests that fit one model call join the pool (whose turn comes after each call of a
+        cohort); each larger request is a cohort of its own, in arrival order. So a sentence that arrives in
+        the same planning round as a long document runs first, instead of last in the document's
+        length-sorted batches.
         """
-        window = self._take()
+        window = [p for p in self._queue if self._wanted(p)]
+        self._queue = []
         self._arrived_while_running = 0
         if not window:
             return
@@ -185,7 +193,8 @@ class Batcher:
                 small.extend(texts)
             else:
                 large.append(texts)
-        for cohort in (small, *large):
+        self._pool.add(small)
+        for cohort in large:
             self._cohorts.add(self._batches(cohort))
         self._out_of_queue += len(window)
 
@@ -202,23 +211,28 @@ class Batcher:
                                             call_cost=self.call_cost)]
 
     def next_batch(self) -> list | None:
-        batch = self._cohorts.next_batch()
+        """The next call: the pool's when it has texts and the last call was not its own, else a cohort's."""
+        if self._pool and (self._cohorts and self._pool_went_last):
+            self._pool_went_last = False
+            batch = self._cohorts.next_batch()
+        else:
+            self._out_of_queue -= self._pool.retain(self._wanted)  # texts may wait in the pool for calls
+            self._pool_went_last = bool(self._pool)
+            batch = self._pool.next_batch() if self._pool else self._cohorts.next_batch()
         if batch is not None:
             self._in_model += 1
         return batch
 
-    def _take(self) -> list[_Pending]:
-        now, taken = time.perf_counter(), []
-        for p in self._queue:
-            if p.future.done():
-                self._on_dropped("disconnected")
-            elif now > p.deadline:
-                p.future.set_exception(Expired("the request waited past its deadline and was not run"))
-                self._on_dropped("timeout")
-            else:
-                taken.append(p)
-        self._queue = []
-        return taken
+    def _wanted(self, p: _Pending) -> bool:
+        """Whether a text is still to be run: not if its client left, or it is past its deadline (answered)."""
+        if p.future.done():
+            self._on_dropped("disconnected")
+            return False
+        if time.perf_counter() > p.deadline:
+            p.future.set_exception(Expired("the request waited past its deadline and was not run"))
+            self._on_dropped("timeout")
+            return False
+        return True
 
     # -- in a worker thread ------------------------------------------------------------------------
 

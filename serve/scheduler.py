@@ -1,15 +1,17 @@
 """The scheduler: one set of model workers for every model a server holds, fair across requests and models.
 
-Each model's :class:`~ortpipe.serve.batcher.Batcher` owns its queue and plans
-what is queued into *cohorts* (the texts that arrived together, sorted by
-length and cut into model calls by the runtime's planner). The scheduler owns
-the worker threads: whenever one is free it asks the models in turn
+Each model's :class:`~ortpipe.serve.batcher.Batcher` owns its queue and
+plans what is queued: the texts of requests that fit one call into its
+:class:`~ortpipe.serve.pool.Pool`, each larger request into a *cohort* (sorted
+by length and cut into model calls by the runtime's planner). The scheduler
+owns the worker threads: whenever one is free it asks the models in turn
 (round-robin over those with work) for their next batch, and each model
-answers from its cohorts (:meth:`Cohorts.next_batch`): a cohort not yet
-served goes first, once after each batch of an older one, so a one-sentence
-request waits for at most the call that is running and one more, however
-large the requests ahead of it; served cohorts take turns, so a large request
-is never starved either. Model calls from all models run on these workers, so
+answers from its pool, whose turn comes after each call of a cohort, or its
+cohorts (:meth:`Cohorts.next_batch`): a cohort not yet served goes first,
+once after each batch of an older one, so a one-sentence request waits for
+at most the call that is running and one more, however large the requests
+ahead of it; served cohorts take turns, so a large request is never starved
+either. Model calls from all models run on these workers, so
 N models share the cores instead of each starting threads of its own.
 """
 

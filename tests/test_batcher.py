@@ -238,3 +238,52 @@ def test_a_cpu_model_prices_its_calls_for_the_planner(clf):
     from ortpipe.runtime.batching import CPU_CALL_COST_TOKENS
 
     assert clf.provider == "cpu" and clf.call_cost_tokens == CPU_CALL_COST_TOKENS
+
+
+def test_a_text_cut_from_a_call_waits_in_the_pool_and_shares_the_next_call_with_a_newcomer(clf):
+    """Cut from its request's long text, a short text is planned again with the short text that came next."""
+    long_text, short, newcomer = "a very long text " * 12, "short", "tiny"
+
+    async def main():
+        batcher = _batcher(clf, [], call_cost=16)
+        deadline = time.perf_counter() + FAR
+        first = asyncio.ensure_future(batcher.submit(clf.tokenizer.encode([long_text, short]), deadline))
+        await asyncio.sleep(0)
+        batcher.plan()
+        calls = [batcher.next_batch()]  # the long text alone: the oldest text's call
+        second = asyncio.ensure_future(batcher.submit(clf.tokenizer.encode([newcomer]), deadline))
+        await asyncio.sleep(0)
+        batcher.plan()
+        calls.append(batcher.next_batch())
+        leftover = batcher.next_batch()
+        for task in (first, second):
+            task.cancel()
+        return calls, leftover
+
+    calls, leftover = _run(main())
+    lengths = [[len(p.encoding) for p in call] for call in calls]
+    assert lengths == [[len(clf.tokenizer.encode([long_text])[0])],
+                       [len(clf.tokenizer.encode([short])[0]), len(clf.tokenizer.encode([newcomer])[0])]]
+    assert leftover is None
+
+
+def test_a_text_left_in_the_pool_past_its_deadline_is_answered_and_never_run(clf):
+    dropped: list = []
+
+    async def main():
+        batcher = Batcher(lambda encodings: None, max_batch_size=64, max_batch_tokens=1024, max_wait_ms=0.0,
+                          max_queue=100, on_dropped=dropped.append, call_cost=16)
+        request = asyncio.ensure_future(batcher.submit(
+            clf.tokenizer.encode(["a very long text " * 12, "short"]), time.perf_counter() + 0.05))
+        await asyncio.sleep(0)
+        batcher.plan()
+        taken = batcher.next_batch()  # the long text; "short" waits in the pool
+        await asyncio.sleep(0.1)
+        after = batcher.next_batch()
+        with pytest.raises(Expired):
+            await request
+        return taken, after, batcher.depth
+
+    taken, after, depth = _run(main())
+    assert len(taken) == 1 and after is None and dropped == ["timeout"]
+    assert depth == 1  # only the long text, taken and never run here, is still counted
