@@ -7,7 +7,8 @@
 ``/proc/<pid>/stat`` (user + system), so the load generator that shares the cores does not count. The
 in-process yardsticks run in this process, CPU from ``time.process_time()``: ``clf(text)`` one at a time
 (against one client) and ``clf(texts, batch_size=32)`` (against 64 concurrent clients). Reported per level:
-CPU milliseconds per sentence (and the event loop thread's part of it) and the ratio; at one client the
+CPU milliseconds per sentence (and the event loop thread's part of it) and the ratio, each round's against
+the mean of the in-process runs just before and after it (the machine's speed drifts); at one client the
 p50/p99 latency (client side) against in-process p50; at 64 the throughput; and the idle CPU of a server
 with two models over ``--idle-s``.
 """
@@ -111,7 +112,8 @@ def idle_cpu(bundle: str, threads: int, flags: list[str], seconds: float) -> flo
 
 def measure(bundle: str, texts: list[str], threads: int, flags: list[str], idle_s: float, rounds: int = 1,
             baseline: str | None = None) -> dict:
-    """Each server and the in-process yardsticks, ``rounds`` times in turn (the machine's speed drifts).
+    """Each server and the in-process yardsticks, ``rounds`` times in turn (the machine's speed drifts), each
+    round's servers between two in-process runs, whose mean is that round's yardstick (``yardsticks``).
 
     ``baseline``: a folder holding another checkout as ``ortpipe/``, served beside this one with the same
     flags (``PYTHONPATH``), so that a change is measured against what it changes in one run.
@@ -130,18 +132,21 @@ def measure(bundle: str, texts: list[str], threads: int, flags: list[str], idle_
             command = serve_command(port, threads, "--bundle", bundle, "--variant", clf.variant, *flags)
             env = {**os.environ, **({"PYTHONPATH": baseline} if name == "baseline" else {})}
             urls[name] = stack.enter_context(server(command, port, env=env))
+        rows["in-process"].append(in_process(clf, texts))
         for _ in range(rounds):
             for name, (url, process) in urls.items():
                 rows[name].append({"one_client": served(url, process.pid, texts, 1),
                                    "clients_64": served(url, process.pid, texts, 64)})
             time.sleep(0.5)
             rows["in-process"].append(in_process(clf, texts))
-    report = {"variant": clf.variant, "server_flags": flags, "rounds": rows}
+    runs = rows["in-process"]
+    yardsticks = [{key: (before[key] + after[key]) / 2 for key in before} for before, after in zip(runs, runs[1:])]
+    report = {"variant": clf.variant, "server_flags": flags, "rounds": rows, "yardsticks": yardsticks}
     for name in names:
         report[name] = [{"ratio_one_client": r["one_client"]["cpu_ms_per_sentence"] / y["one_at_a_time_cpu_ms"],
                          "ratio_64_clients": r["clients_64"]["cpu_ms_per_sentence"] / y["batch32_cpu_ms"],
                          "p50_gap_ms": r["one_client"]["p50_ms"] - y["p50_ms"]}
-                        for r, y in zip(rows[name], rows["in-process"])]
+                        for r, y in zip(rows[name], yardsticks)]
     report["idle_two_models_pct_of_a_core"] = idle_cpu(bundle, threads, flags, idle_s)
     return report
 
@@ -161,8 +166,18 @@ def summary(report: dict) -> str:
                          f"| {many['cpu_ms_per_sentence']:.2f} ms ({ratio['ratio_64_clients']:.2f}×) "
                          f"| {one['event_loop_ms_per_sentence']:.2f} / {many['event_loop_ms_per_sentence']:.2f} ms "
                          f"| {ratio['p50_gap_ms']:+.2f} ms | {many['sentences_per_s']:.0f} |")
+    for name in report["rounds"]:
+        if name != "in-process":
+            ratios = report[name]
+            lines.append(f"| {name}, median | ({_median(ratios, 'ratio_one_client'):.2f}×) "
+                         f"| ({_median(ratios, 'ratio_64_clients'):.2f}×) | | "
+                         f"{_median(ratios, 'p50_gap_ms'):+.2f} ms | |")
     lines.append(f"\nAn idle server with two models: {report['idle_two_models_pct_of_a_core']:.2f} % of a core.")
     return "\n".join(lines)
+
+
+def _median(ratios: list[dict], key: str) -> float:
+    return float(np.median([ratio[key] for ratio in ratios]))
 
 
 def main(argv=None) -> int:

@@ -16,7 +16,10 @@ workers take one planned batch at a time, the pool's turn after each call of
 a cohort and a cohort not yet served ahead of older ones (so a small request
 waits behind at most one call of a large one), from this model and the others
 it serves in turn; ONNX Runtime releases the GIL, so the event loop never
-blocks, and each batch's results go back as soon as it ends.
+blocks on a worker's call, and each batch's results go back as soon as it
+ends. A lone call of one short text (:data:`SHORT_TOKENS`) with nothing else
+to do runs on the event loop thread itself: the hop to a worker and back
+cost more than the few milliseconds it holds the loop.
 
 Float variants give every text bit-identical logits however it is batched
 (padding is masked exactly). Dynamic int8 computes activation scales per call,
@@ -35,6 +38,9 @@ import numpy as np
 from ortpipe.runtime.batching import plan_batches
 from ortpipe.serve.errors import Expired, Overloaded, Retired  # noqa: F401 (Expired, Overloaded: re-exported)
 from ortpipe.serve.pool import Pool
+
+# A lone call of one text this short runs on the event loop thread (a few milliseconds on a CPU)
+SHORT_TOKENS = 64
 from ortpipe.serve.scheduler import Cohorts, Scheduler
 
 
@@ -222,6 +228,10 @@ class Batcher:
         if batch is not None:
             self._in_model += 1
         return batch
+
+    def is_short(self, batch: list[_Pending]) -> bool:
+        """One text of at most :data:`SHORT_TOKENS` tokens: a call short enough to hold the event loop for."""
+        return len(batch) == 1 and len(batch[0].encoding) <= SHORT_TOKENS
 
     def _wanted(self, p: _Pending) -> bool:
         """Whether a text is still to be run: not if its client left, or it is past its deadline (answered)."""

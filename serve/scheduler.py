@@ -38,6 +38,8 @@ class Schedulable(Protocol):
 
     def next_batch(self) -> list | None: ...
 
+    def is_short(self, batch: list) -> bool: ...
+
     def run(self, batch: list, loop: asyncio.AbstractEventLoop) -> None: ...
 
 
@@ -170,6 +172,11 @@ class Scheduler:
     def _start(self, batcher: Schedulable, batch: list) -> None:
         loop = asyncio.get_running_loop()
         self._free -= 1
+        if self._free == self.workers - 1 and batcher.is_short(batch) and not any(b.has_work() for b in self._batchers):
+            # a short call with nothing else to do runs here: the hop to a worker thread and back cost 0.13 ms of
+            # p50 and 4 % of the CPU at one client (2 cores, int8), and nothing waits behind it
+            self._run(batcher, batch, loop)
+            return
         running = loop.run_in_executor(self._pool, self._run, batcher, batch, loop)
         self._running.add(running)
         running.add_done_callback(self._running.discard)
