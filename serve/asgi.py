@@ -137,7 +137,9 @@ class PredictFastPath:
     The same ``answer`` as the FastAPI route, without FastAPI's routing, request object and
     dependency solving (profiled here: about a third of the app's own time per request, which
     counts at concurrency 1). Anything else (or the app mounted under a prefix) goes on to FastAPI,
-    whose route for these paths stays, for the OpenAPI schema and ``/docs``.
+    whose route for these paths stays, for the OpenAPI schema and ``/docs``. ``ortpipe serve`` puts
+    it in front of the whole FastAPI app (``app.state.front``, behind the key check), so predictions
+    skip FastAPI's own layers too; inside the app, as a middleware, it serves Ray Serve and tests.
     """
 
     def __init__(self, app, answer):
