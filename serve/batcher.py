@@ -38,10 +38,10 @@ import numpy as np
 from ortpipe.runtime.batching import plan_batches
 from ortpipe.serve.errors import Expired, Overloaded, Retired  # noqa: F401 (Expired, Overloaded: re-exported)
 from ortpipe.serve.pool import Pool
+from ortpipe.serve.scheduler import Cohorts, Scheduler
 
 # A lone call of one text this short runs on the event loop thread (a few milliseconds on a CPU)
 SHORT_TOKENS = 64
-from ortpipe.serve.scheduler import Cohorts, Scheduler
 
 
 @dataclass
@@ -217,7 +217,7 @@ class Batcher:
                                             call_cost=self.call_cost)]
 
     def next_batch(self) -> list | None:
-        """The next call: the pool's when it has texts and the last call was not its own, else a cohort's."""
+        """The pool's next call, unless the pool had the last one and a cohort is waiting (then the cohort's)."""
         if self._pool and (self._cohorts and self._pool_went_last):
             self._pool_went_last = False
             batch = self._cohorts.next_batch()
