@@ -19,8 +19,8 @@ class ServeConfig:
     max_wait_ms: float = 2.0  # how long the batcher waits for more texts once one is queued
     # model calls at once, each from its own worker thread; 0 (auto): 2 where they can run side by side on
     # one thread each (a CPU model with threads of its own, 2 or more) and the memory setting is fast, else 1.
-    # Side by side takes a fifth to a third of the CPU per sentence off at 64 clients and costs a second
-    # session's memory: see docs/serving.md
+    # Side by side takes 8 % of the CPU per sentence off at 64 clients (a fifth to a third before the pool
+    # filled the calls) and costs a second session's memory: see docs/serving.md
     concurrent_batches: int = 0
     max_client_batch: int = 256  # texts per request
     max_body: int = 4 * 1024 * 1024  # bytes per request body

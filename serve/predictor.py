@@ -45,8 +45,9 @@ def concurrent_batches_for(asked: int, models: list[TextClassifier]) -> int:
     loaded with ``--memory fast``, else 1.
 
     Measured on 2 cores (AMD EPYC Zen 4), int8: side by side on one-thread sessions took 21-35 % of the server's
-    CPU per sentence off at 64 clients, but the soak held 277 MiB instead of 185 (a second session, a second
-    arena, two calls' activations): over the lean default's bound (docs/memory.md), so only ``fast`` asks.
+    CPU per sentence off at 64 clients (8 % once the pool filled the calls), but the soak held 277 MiB instead
+    of 185 (a second session, a second arena, two calls' activations): over the lean default's bound
+    (docs/memory.md), so only ``fast`` asks.
     On the shared pool of several models, or a GPU, side by side was not measured.
     """
     if asked:
