@@ -38,16 +38,14 @@ def _run_bench(args) -> int:
                            "pip install 'ortpipe[bench]'") from exc
     from tqdm import tqdm
 
-    from ortpipe.benchmarks.paths import GPU_PATH_NAMES, OPENVINO_PATH_NAMES, PATH_NAMES, default_path_names
+    from ortpipe.benchmarks.paths import check_paths, default_path_names
     from ortpipe.benchmarks.report import format_table, write_plot
     from ortpipe.runtime.bundle import default_bundle_dir, open_bundle
 
     bundle = args.bundle or default_bundle_dir()
-    open_bundle(bundle, verify=True)  # a clear error now rather than deep inside a path
-    paths = tuple(args.paths or default_path_names())
-    unknown = [p for p in paths if p not in PATH_NAMES + GPU_PATH_NAMES + OPENVINO_PATH_NAMES]
-    if unknown:
-        raise OrtpipeError(f"unknown path(s) {unknown}; known: {list(PATH_NAMES + GPU_PATH_NAMES + OPENVINO_PATH_NAMES)}")
+    manifest = open_bundle(bundle, verify=True).manifest  # a clear error now rather than deep inside a path
+    paths = tuple(args.paths or default_path_names(manifest))
+    check_paths(paths, manifest)
     options = {"bundle": bundle, "paths": paths, "data": args.data}
     if args.threads:
         options["threads"] = args.threads
@@ -60,6 +58,9 @@ def _run_bench(args) -> int:
 
         results = run_bench(config, step)
     print(format_table(results))
+    unrunnable = [p for p in default_path_names() if p not in default_path_names(manifest)]
+    if unrunnable and not args.paths:
+        print(f"Skipped: {', '.join(unrunnable)}: this bundle has no static-int8 variant (export with --static-int8)")
     if args.quick:
         print("(--quick: a short pass over 256 sentences with few repetitions; its figures move by tens of percent "
               "from run to run. Run `ortpipe bench` without --quick for figures to compare.)")

@@ -29,14 +29,31 @@ PATH_NAMES = ("seed", "hf-pipeline", "optimum", "ortpipe-fp32", "ortpipe-optimiz
 GPU_PATH_NAMES = ("ortpipe-fp32-cuda", "ortpipe-optimized-cuda")
 # with ortpipe[openvino]: the bundle's NNCF int8 file through ortpipe on OpenVINO, and through OpenVINO's own API
 OPENVINO_PATH_NAMES = ("ortpipe-static-int8-openvino", "openvino-static-int8")
+STATIC_INT8 = "static-int8"
 
 
-def default_path_names() -> tuple[str, ...]:
-    """Every CPU path, the CUDA ones when ONNX Runtime has CUDA, the OpenVINO ones when it is installed."""
+def default_path_names(manifest: Manifest | None = None) -> tuple[str, ...]:
+    """Every CPU path, the CUDA ones when ONNX Runtime has CUDA, the OpenVINO ones when it is installed (and
+    ``manifest``, when given, has the static-int8 variant they run)."""
     from ortpipe.runtime.openvino_model import openvino_installed
 
-    return (PATH_NAMES + (GPU_PATH_NAMES if cuda_available() else ())
-            + (OPENVINO_PATH_NAMES if openvino_installed() else ()))
+    openvino = openvino_installed() and (manifest is None or STATIC_INT8 in manifest.variants)
+    return PATH_NAMES + (GPU_PATH_NAMES if cuda_available() else ()) + (OPENVINO_PATH_NAMES if openvino else ())
+
+
+def check_paths(paths: tuple[str, ...], manifest: Manifest) -> None:
+    """Refuse, before anything runs, a path this bundle cannot run: unknown, or OpenVINO's without static int8."""
+    from ortpipe.runtime.errors import OrtpipeError
+
+    known = PATH_NAMES + GPU_PATH_NAMES + OPENVINO_PATH_NAMES
+    unknown = [p for p in paths if p not in known]
+    if unknown:
+        raise OrtpipeError(f"unknown path(s) {unknown}; known: {list(known)}")
+    needing = [p for p in paths if p in OPENVINO_PATH_NAMES]
+    if needing and STATIC_INT8 not in manifest.variants:
+        raise OrtpipeError(f"path(s) {needing} run the bundle's {STATIC_INT8} variant, which this bundle lacks "
+                           f"(it has {sorted(manifest.variants)}); export with --static-int8 "
+                           "(and --quantize-data) to make it")
 
 
 @dataclass
