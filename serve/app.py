@@ -280,11 +280,16 @@ def create_app(models: TextClassifier | Mapping[str, TextClassifier | tuple[Text
     if api_keys:
         app.add_middleware(ApiKeyGuard, **guard)  # outermost
         document_keys(app, public_metrics)
-    # what `ortpipe serve` hands uvicorn: the same fast path and key check in front of FastAPI's own layers
-    # (telemetry, body limit, error middleware: 0.23 ms of p50 and 2 % of the CPU at one client, 2 cores)
-    fast = PredictFastPath(app, answer=partial(answer, app.state.ortpipe))
-    app.state.front = ApiKeyGuard(fast, **guard) if api_keys else fast
+    app.state.front = _front(app, guard if api_keys else None)
     return app
+
+
+def _front(app: FastAPI, guard: dict | None):
+    """What ``ortpipe serve`` hands uvicorn: the prediction fast path (behind the key check, with ``guard``'s
+    keys) in front of the whole app, so predictions skip FastAPI's own telemetry, body-limit and error layers
+    (0.23 ms of p50 and 2 % of the CPU at one client, 2 cores)."""
+    fast = PredictFastPath(app, answer=partial(answer, app.state.ortpipe))
+    return ApiKeyGuard(fast, **guard) if guard else fast
 
 
 def start_draining(app: FastAPI) -> None:

@@ -287,26 +287,3 @@ def test_a_text_left_in_the_pool_past_its_deadline_is_answered_and_never_run(clf
     taken, after, depth = _run(main())
     assert len(taken) == 1 and after is None and dropped == ["timeout"]
     assert depth == 1  # only the long text, taken and never run here, is still counted
-
-
-def test_a_lone_short_text_runs_on_the_event_loop_thread_and_the_rest_in_a_worker(clf):
-    from ortpipe.serve.batcher import SHORT_TOKENS
-
-    threads: list = []
-
-    def run_model(encodings):
-        threads.append(threading.current_thread() is threading.main_thread())
-        return clf.model(clf.tokenizer.collate(encodings))
-
-    long_text = "word " * (SHORT_TOKENS + 8)
-
-    async def main():
-        batcher = Batcher(run_model, max_batch_size=64, max_batch_tokens=4096, max_wait_ms=0.0, max_queue=100)
-        batcher.start()
-        deadline = time.perf_counter() + FAR
-        for texts in (["short"], [long_text], ["two", "texts"]):
-            await batcher.submit(clf.tokenizer.encode(texts), deadline)
-        await batcher.stop()
-
-    _run(main())
-    assert threads == [True, False, False]

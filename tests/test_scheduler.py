@@ -1,7 +1,14 @@
-"""The scheduler's pure part: cohorts (no threads, no clock, no server)."""
+"""The scheduler: its pure part, cohorts (no threads, no clock, no server); and which thread runs a batch."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+
+
+from ortpipe.runtime import TextClassifier
+from ortpipe.serve.batcher import SHORT_TOKENS, Batcher
 from ortpipe.serve.scheduler import Cohorts
 
 
@@ -25,3 +32,25 @@ def test_drain_takes_every_batch_left():
     cohorts.add([["b", 0]])
     assert cohorts.next_batch() == ["a", 0]
     assert sorted(cohorts.drain()) == [["a", 1], ["b", 0]] and not cohorts and cohorts.next_batch() is None
+
+
+def test_a_lone_short_text_runs_on_the_event_loop_thread_and_the_rest_in_a_worker(bert_bundle):
+    clf = TextClassifier.load(bert_bundle, variant="optimized", threads=1, spinning=False)
+    threads: list = []
+
+    def run_model(encodings):
+        threads.append(threading.current_thread() is threading.main_thread())
+        return clf.model(clf.tokenizer.collate(encodings))
+
+    long_text = "word " * (SHORT_TOKENS + 8)
+
+    async def main():
+        batcher = Batcher(run_model, max_batch_size=64, max_batch_tokens=4096, max_wait_ms=0.0, max_queue=100)
+        batcher.start()
+        deadline = time.perf_counter() + 3600
+        for texts in (["short"], [long_text], ["two", "texts"]):
+            await batcher.submit(clf.tokenizer.encode(texts), deadline)
+        await batcher.stop()
+
+    asyncio.run(asyncio.wait_for(main(), timeout=60))
+    assert threads == [True, False, False]
