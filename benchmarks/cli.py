@@ -58,7 +58,8 @@ def _run_bench(args) -> int:
 
         results = run_bench(config, step)
     print(format_table(results))
-    unrunnable = [p for p in default_path_names() if p not in default_path_names(manifest)]
+    runnable = default_path_names(manifest)
+    unrunnable = [p for p in default_path_names() if p not in runnable]
     if unrunnable and not args.paths:
         print(f"Skipped: {', '.join(unrunnable)}: this bundle has no static-int8 variant (export with --static-int8)")
     if args.quick:

@@ -264,10 +264,9 @@ class TextClassifier:
         if plan.truncated:
             with self._truncated_lock:
                 self._truncated += plan.truncated
-        whole = self.memory.setting == "arena"  # "fast": the caller's batches whole (docs/memory.md)
         rows = run_in_batches(plan.rows, plan.lengths, options.batch_size or self.default_batch_size(),
                               lambda batch: list(self._logits(batch)), options.sort_by_length, options.max_batch_tokens,
-                              None if whole else self.call_cost_tokens)
+                              None if self.memory.fast else self.call_cost_tokens)  # fast: batches whole
         return np.stack(rows)
 
     def _logits(self, batch: list) -> np.ndarray:

@@ -158,6 +158,11 @@ class MemoryInfo:
     shrinks: int = 0
     max_batch_tokens: int | None = None
 
+    @property
+    def fast(self) -> bool:
+        """ONNX Runtime's own arena (``"fast"``, or ``"arena"`` by name): the caller's batches are kept whole."""
+        return self.setting == "arena"
+
     def as_dict(self) -> dict:
         return {"setting": self.setting, "requested": self.requested, "shrinks": self.shrinks,
                 "max_batch_tokens": self.max_batch_tokens, "description": self.describe()}

@@ -52,7 +52,7 @@ def concurrent_batches_for(asked: int, models: list[TextClassifier]) -> int:
     """
     if asked:
         return asked
-    return 2 if models and all(can_run_side_by_side(clf) and clf.memory.setting == "arena" for clf in models) else 1
+    return 2 if models and all(can_run_side_by_side(clf) and clf.memory.fast for clf in models) else 1
 
 
 def single_thread_model(clf: TextClassifier, concurrent_batches: int) -> "OnnxModel | None":
