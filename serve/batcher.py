@@ -246,21 +246,25 @@ class Batcher:
 
     # -- in a worker thread ------------------------------------------------------------------------
 
-    def run(self, batch: list[_Pending], loop: asyncio.AbstractEventLoop) -> None:
-        """One planned batch; whatever happens, every text is answered and the accounting settles."""
+    def run(self, batch: list[_Pending], post: Callable[..., None]) -> None:
+        """One planned batch; whatever happens, every text is answered and the accounting settles.
+
+        ``post(callback, *args)`` hands each answer to the event loop: ``loop.call_soon_threadsafe`` from a
+        worker thread, a call at once for a batch run on the loop's own thread.
+        """
         try:
-            self._run(batch, loop)
+            self._run(batch, post)
         except Exception as exc:  # never let a worker die: fail what this batch still owes
             for p in batch:
-                loop.call_soon_threadsafe(_settle, p.future, None, exc)
+                post(_settle, p.future, None, exc)
         finally:
-            loop.call_soon_threadsafe(self._ran, len(batch))
+            post(self._ran, len(batch))
 
     def _ran(self, count: int) -> None:
         self._out_of_queue -= count
         self._in_model -= 1
 
-    def _run(self, window_batch: list[_Pending], loop: asyncio.AbstractEventLoop) -> None:
+    def _run(self, window_batch: list[_Pending], post: Callable[..., None]) -> None:
         """One model call, its results sent back to the event loop."""
         # a client may have left since the window was taken: its texts are dropped here, unrun
         # (reading done() from this thread is a benign race: at worst a text runs for nobody)
@@ -277,11 +281,11 @@ class Batcher:
             logits = self._run_model(encodings)
         except Exception as exc:  # the batch fails, the server goes on
             for p in batch:
-                loop.call_soon_threadsafe(_settle, p.future, None, exc)
+                post(_settle, p.future, None, exc)
             return
         self._on_batch(BatchStats.of(encodings, time.perf_counter() - started))
         for p, row in zip(batch, logits):
-            loop.call_soon_threadsafe(_settle, p.future, row, None)
+            post(_settle, p.future, row, None)
 
 
 def _settle(future: asyncio.Future, result, error: Exception | None) -> None:
