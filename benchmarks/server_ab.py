@@ -48,10 +48,11 @@ def compare(specs: list[str], bundle: str, texts: list[str], clients: int, burst
             burst = draw.sample(texts, size)
             for name, (url, process) in servers.items():
                 figures = measured(url, process.pid, burst, clients)
-                row = rows.setdefault(name, {"cpu": [], "loop": [], "p50": []})
+                row = rows.setdefault(name, {"cpu": [], "loop": [], "p50": [], "took": []})
                 row["cpu"].append(figures["cpu_ms_per_sentence"])
                 row["loop"].append(figures["event_loop_ms_per_sentence"])
                 row["p50"].append(figures["p50_ms"])
+                row["took"].append(figures["host_took_pct"])
     first = rows[next(iter(rows))]["cpu"]
     report = {}
     for name, row in rows.items():
@@ -59,7 +60,7 @@ def compare(specs: list[str], bundle: str, texts: list[str], clients: int, burst
         report[name] = {"cpu_ms_per_sentence": statistics.median(row["cpu"]),
                         "event_loop_ms_per_sentence": statistics.median(row["loop"]),
                         "p50_ms": statistics.median(row["p50"]), "ratio_to_first": statistics.median(ratios),
-                        "ratio_range": [min(ratios), max(ratios)]}
+                        "ratio_range": [min(ratios), max(ratios)], "host_took_pct": statistics.median(row["took"])}
     return report
 
 

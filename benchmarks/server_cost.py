@@ -10,7 +10,9 @@ in-process yardsticks run in this process, CPU from ``time.process_time()``: ``c
 CPU milliseconds per sentence (and the event loop thread's part of it) and the ratio, each round's against
 the mean of the in-process runs just before and after it (the machine's speed drifts); at one client the
 p50/p99 latency (client side) against in-process p50; at 64 the throughput; and the idle CPU of a server
-with two models over ``--idle-s``.
+with two models over ``--idle-s``. On a virtual machine each measurement also records the share of the
+CPUs its host took meanwhile (steal time, ``/proc/stat``): a round it ran under is not comparable to a quiet
+one (seen on 2 cores: 30-50 % taken, ratios 1.4-1.8× instead of 1.0-1.3×).
 """
 
 from __future__ import annotations
@@ -35,6 +37,18 @@ def process_cpu_s(pid: int, thread: int | None = None) -> float:
     where = f"/proc/{pid}/task/{thread}/stat" if thread is not None else f"/proc/{pid}/stat"
     fields = Path(where).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def host_ticks() -> tuple[int, int]:
+    """(ticks the host took, all ticks) of every CPU since boot, from ``/proc/stat`` (steal time: the part of a
+    virtual machine's CPU time its host gave to others; 0 on bare metal)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (fields[7] if len(fields) > 7 else 0), sum(fields)
+
+
+def taken_pct(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Percent of the CPUs' time between two :func:`host_ticks` readings that the host took."""
+    return 100.0 * (after[0] - before[0]) / max(after[1] - before[1], 1)
 
 
 async def _clients(url: str, texts: list[str], concurrency: int) -> list[float]:
@@ -74,7 +88,7 @@ def served(url: str, pid: int, texts: list[str], concurrency: int) -> dict:
 def measured(url: str, pid: int, texts: list[str], concurrency: int) -> dict:
     """Server CPU per sentence (and the event loop's share: the main thread's HTTP, JSON, tokenizing, planning
     and answers; the rest is the model's threads) and the client-side latencies at ``concurrency``."""
-    cpu, loop, started = process_cpu_s(pid), process_cpu_s(pid, pid), time.perf_counter()
+    host, cpu, loop, started = host_ticks(), process_cpu_s(pid), process_cpu_s(pid, pid), time.perf_counter()
     latencies = run_client(_clients(url, texts, concurrency))
     wall = time.perf_counter() - started
     loop = process_cpu_s(pid, pid) - loop  # the part read inside the whole's two readings
@@ -84,13 +98,13 @@ def measured(url: str, pid: int, texts: list[str], concurrency: int) -> dict:
     loop = min(loop, cpu)
     return {"cpu_ms_per_sentence": cpu / len(texts) * 1000, "event_loop_ms_per_sentence": loop / len(texts) * 1000,
             "sentences_per_s": len(texts) / wall, "p50_ms": float(np.percentile(latencies, 50) * 1000),
-            "p99_ms": float(np.percentile(latencies, 99) * 1000)}
+            "p99_ms": float(np.percentile(latencies, 99) * 1000), "host_took_pct": taken_pct(host, host_ticks())}
 
 
 def in_process(clf, texts: list[str]) -> dict:
     """CPU per sentence in-process: one call per text, and all texts at batch 32; one call's p50."""
     clf(texts[:64], batch_size=32)
-    cpu = time.process_time()
+    host, cpu = host_ticks(), time.process_time()
     each = []
     for text in texts:
         started = time.perf_counter()
@@ -101,7 +115,7 @@ def in_process(clf, texts: list[str]) -> dict:
     clf(texts, batch_size=32)
     bulk, wall = (time.process_time() - cpu) / len(texts) * 1000, time.perf_counter() - started
     return {"one_at_a_time_cpu_ms": one, "p50_ms": float(np.median(each) * 1000), "batch32_cpu_ms": bulk,
-            "batch32_sentences_per_s": len(texts) / wall}
+            "batch32_sentences_per_s": len(texts) / wall, "host_took_pct": taken_pct(host, host_ticks())}
 
 
 def idle_cpu(bundle: str, threads: int, flags: list[str], seconds: float) -> float:
@@ -160,7 +174,8 @@ def summary(report: dict) -> str:
     """The report as a Markdown table: per server and round, CPU per sentence against in-process, the event
     loop's part, the p50 gap at one client and the throughput at 64; then the idle server's CPU."""
     lines = ["| server, round | 1 client: CPU/sentence (× in-process) | 64 clients: CPU/sentence (× in-process) "
-             "| event loop at 1 / 64 | p50 over in-process | sentences/s at 64 |", "|---|---|---|---|---|---|"]
+             "| event loop at 1 / 64 | p50 over in-process | sentences/s at 64 | host took at 1 / 64 |",
+             "|---|---|---|---|---|---|---|"]
     for name, rounds in report["rounds"].items():
         if name == "in-process":
             continue
@@ -170,13 +185,14 @@ def summary(report: dict) -> str:
                          f"| {one['cpu_ms_per_sentence']:.2f} ms ({ratio['ratio_one_client']:.2f}×) "
                          f"| {many['cpu_ms_per_sentence']:.2f} ms ({ratio['ratio_64_clients']:.2f}×) "
                          f"| {one['event_loop_ms_per_sentence']:.2f} / {many['event_loop_ms_per_sentence']:.2f} ms "
-                         f"| {ratio['p50_gap_ms']:+.2f} ms | {many['sentences_per_s']:.0f} |")
+                         f"| {ratio['p50_gap_ms']:+.2f} ms | {many['sentences_per_s']:.0f} "
+                         f"| {one['host_took_pct']:.0f} / {many['host_took_pct']:.0f} % |")
     for name in report["rounds"]:
         if name != "in-process":
             ratios = report[name]
             lines.append(f"| {name}, median | ({_median(ratios, 'ratio_one_client'):.2f}×) "
                          f"| ({_median(ratios, 'ratio_64_clients'):.2f}×) | | "
-                         f"{_median(ratios, 'p50_gap_ms'):+.2f} ms | |")
+                         f"{_median(ratios, 'p50_gap_ms'):+.2f} ms | | |")
     lines.append(f"\nAn idle server with two models: {report['idle_two_models_pct_of_a_core']:.2f} % of a core.")
     return "\n".join(lines)
 

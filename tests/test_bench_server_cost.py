@@ -41,6 +41,19 @@ def test_one_threads_cpu_is_its_own_and_not_the_others():
     assert all_spent >= 0.3 and main_spent < 0.15  # the worker's CPU counts for the process, not the main thread
 
 
+def test_the_hosts_share_is_read_from_proc_stat_and_stays_a_share():
+    from ortpipe.benchmarks.server_cost import host_ticks, taken_pct
+
+    before = host_ticks()
+    started = time.process_time()
+    while time.process_time() - started < 0.1:
+        sum(range(10_000))
+    after = host_ticks()
+    assert after[1] > before[1] and 0 <= after[0] - before[0] <= after[1] - before[1]
+    assert 0.0 <= taken_pct(before, after) <= 100.0
+    assert taken_pct((10, 100), (40, 200)) == 30.0 and taken_pct((5, 50), (5, 50)) == 0.0
+
+
 def test_stacks_are_grouped_innermost_first_and_waiting_threads_dropped():
     raw = "\n".join([
         "thread (1): MainThread;run (uvloop);answer (serve/app.py:90);TextTokenizer.encode (runtime/tokenize.py:156) 30",
@@ -71,6 +84,7 @@ def test_the_benchmark_measures_a_real_server_and_sums_it_up(bert_bundle):
     table = summary(report)
     assert f"({ratio['ratio_one_client']:.2f}×)" in table and f"({ratio['ratio_64_clients']:.2f}×)" in table
     assert "idle server with two models" in table and "| this checkout, median |" in table
+    assert f"| {run['one_client']['host_took_pct']:.0f} / {run['clients_64']['host_took_pct']:.0f} % |" in table
 
 
 def test_servers_side_by_side_are_compared_burst_by_burst(bert_bundle):
@@ -84,3 +98,4 @@ def test_servers_side_by_side_are_compared_burst_by_burst(bert_bundle):
     for row in report.values():
         assert row["cpu_ms_per_sentence"] > 0 and row["p50_ms"] > 0
         assert row["ratio_range"][0] <= row["ratio_to_first"] <= row["ratio_range"][1]
+        assert 0.0 <= row["host_took_pct"] <= 100.0
