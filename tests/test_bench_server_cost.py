@@ -81,7 +81,10 @@ def test_the_benchmark_measures_a_real_server_and_sums_it_up(bert_bundle):
     before, after = report["rounds"]["in-process"]  # the round's yardstick: the runs just before and after it
     assert ratio["ratio_64_clients"] == run["clients_64"]["cpu_ms_per_sentence"] / (
         (before["batch32_cpu_ms"] + after["batch32_cpu_ms"]) / 2)
+    assert before["p50_spaced_ms"] > 0 and ratio["p50_gap_spaced_ms"] == run["one_client"]["p50_ms"] - (
+        (before["p50_spaced_ms"] + after["p50_spaced_ms"]) / 2)
     table = summary(report)
+    assert f"{ratio['p50_gap_ms']:+.2f} ms ({ratio['p50_gap_spaced_ms']:+.2f})" in table
     assert f"({ratio['ratio_one_client']:.2f}×)" in table and f"({ratio['ratio_64_clients']:.2f}×)" in table
     assert "idle server with two models" in table and "| this checkout, median |" in table
     assert f"| {run['one_client']['host_took_pct']:.0f} / {run['clients_64']['host_took_pct']:.0f} % |" in table
