@@ -25,18 +25,18 @@ class RecordingTransport(asyncio.Transport):
         return ("127.0.0.1", 5) if name == "peername" else default
 
 
-def test_a_response_written_in_one_step_goes_out_as_one_write():
+def test_a_head_and_its_body_go_out_as_one_write_as_soon_as_the_body_is_written():
     async def main():
         transport = RecordingTransport()
         writes = CoalescedWrites(transport, asyncio.get_running_loop())
         writes.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+        assert transport.writes == []  # the head waits for its body
         writes.write(b"{}")
-        assert transport.writes == []  # held until the step ends
-        await asyncio.sleep(0)
         assert transport.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
-        writes.write(b"next")  # a later step's write is its own
+        writes.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # a write alone goes out when the step ends
+        assert len(transport.writes) == 1
         await asyncio.sleep(0)
-        assert transport.writes[1:] == [b"next"]
+        assert transport.writes[1:] == [b"HTTP/1.1 100 Continue\r\n\r\n"]
 
     asyncio.run(main())
 
@@ -46,12 +46,11 @@ def test_close_sends_what_is_held_first_and_a_closed_transport_gets_nothing_more
         transport = RecordingTransport()
         writes = CoalescedWrites(transport, asyncio.get_running_loop())
         writes.write(b"head")
-        writes.write(b"body")
         writes.close()
-        assert transport.writes == [b"headbody"] and transport.closed
+        assert transport.writes == [b"head"] and transport.closed
         writes.write(b"late")
         await asyncio.sleep(0)
-        assert transport.writes == [b"headbody"]
+        assert transport.writes == [b"head"]
         assert writes.get_extra_info("peername") == ("127.0.0.1", 5)  # the rest is the transport's
 
     asyncio.run(main())
