@@ -153,9 +153,14 @@ class Batcher:
         if self._out_of_queue:
             self._arrived_while_running += len(pending)
         self._queue.extend(pending)
-        self.scheduler.wake()
-        try:
-            rows = await asyncio.gather(*(p.future for p in pending))
+        if not self.scheduler.run_lone(self):
+            self.scheduler.wake()
+        try:  # answered already (run at once), or one text: no gathering round through the loop
+            if all(p.future.done() for p in pending):
+                rows = [p.future.result() for p in pending]
+            else:
+                rows = [await pending[0].future] if len(pending) == 1 else await asyncio.gather(
+                    *(p.future for p in pending))
         finally:
             for p in pending:  # a client that left: its texts still queued are dropped, not run
                 if not p.future.done():
@@ -232,6 +237,11 @@ class Batcher:
     def is_short(self, batch: list[_Pending]) -> bool:
         """One text of at most :data:`SHORT_TOKENS` tokens: a call short enough to hold the event loop for."""
         return len(batch) == 1 and len(batch[0].encoding) <= SHORT_TOKENS
+
+    def has_lone_short(self) -> bool:
+        """Only one text queued, of at most :data:`SHORT_TOKENS` tokens, and nothing planned."""
+        return (len(self._queue) == 1 and not self._pool and not self._cohorts
+                and len(self._queue[0].encoding) <= SHORT_TOKENS)
 
     def _wanted(self, p: _Pending) -> bool:
         """Whether a text is still to be run: not if its client left, or it is past its deadline (answered)."""

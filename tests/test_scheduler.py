@@ -54,3 +54,33 @@ def test_a_lone_short_text_runs_on_the_event_loop_thread_and_the_rest_in_a_worke
 
     asyncio.run(asyncio.wait_for(main(), timeout=60))
     assert threads == [True, False, False]
+
+
+def test_a_lone_request_runs_in_its_own_step_and_requests_read_together_still_batch(bert_bundle):
+    """``run_lone``: with the server's word that a request is its only one, its short text runs inside ``submit``
+    (before the scheduler's task has had a turn); without it, texts queued in the same round share one call."""
+    clf = TextClassifier.load(bert_bundle, variant="optimized", threads=1, spinning=False)
+    calls: list[int] = []
+
+    def run_model(encodings):
+        calls.append(len(encodings))
+        return clf.model(clf.tokenizer.collate(encodings))
+
+    async def main():
+        batcher = Batcher(run_model, max_batch_size=64, max_batch_tokens=4096, max_wait_ms=0.0, max_queue=100)
+        batcher.start()
+        await asyncio.sleep(0)  # the scheduler's task is waiting for work
+        deadline = time.perf_counter() + 3600
+        lone = [True]
+        batcher.scheduler.lone_request = lambda: lone[0]
+        submitted = asyncio.ensure_future(batcher.submit(clf.tokenizer.encode(["alone"]), deadline))
+        await asyncio.sleep(0)  # one step: submit ran (and, with run_lone, the model too)
+        ran_within_its_step = list(calls)
+        await submitted
+        lone[0] = False  # two requests read in one round: neither may run alone
+        await asyncio.gather(*(batcher.submit(clf.tokenizer.encode([text]), deadline) for text in ("one", "two")))
+        await batcher.stop()
+        return ran_within_its_step
+
+    assert asyncio.run(asyncio.wait_for(main(), timeout=60)) == [1]
+    assert calls == [1, 2]
