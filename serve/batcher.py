@@ -19,7 +19,8 @@ it serves in turn; ONNX Runtime releases the GIL, so the event loop never
 blocks on a worker's call, and each batch's results go back as soon as it
 ends. A lone call of one short text (:data:`SHORT_TOKENS`) with nothing else
 to do runs on the event loop thread itself: the hop to a worker and back
-cost more than the few milliseconds it holds the loop.
+cost more than the few milliseconds it holds the loop; for the server's only
+request, in its own step (:meth:`~ortpipe.serve.scheduler.Scheduler.run_lone`).
 
 Float variants give every text bit-identical logits however it is batched
 (padding is masked exactly). Dynamic int8 computes activation scales per call,
@@ -155,12 +156,9 @@ class Batcher:
         self._queue.extend(pending)
         if not self.scheduler.run_lone(self):
             self.scheduler.wake()
-        try:  # answered already (run at once), or one text: no gathering round through the loop
-            if all(p.future.done() for p in pending):
-                rows = [p.future.result() for p in pending]
-            else:
-                rows = [await pending[0].future] if len(pending) == 1 else await asyncio.gather(
-                    *(p.future for p in pending))
+        futures = [p.future for p in pending]
+        try:  # one text (answered already if it ran at once): its future, without a gathering round
+            rows = [await futures[0]] if len(futures) == 1 else await asyncio.gather(*futures)
         finally:
             for p in pending:  # a client that left: its texts still queued are dropped, not run
                 if not p.future.done():
@@ -237,11 +235,6 @@ class Batcher:
     def is_short(self, batch: list[_Pending]) -> bool:
         """One text of at most :data:`SHORT_TOKENS` tokens: a call short enough to hold the event loop for."""
         return len(batch) == 1 and len(batch[0].encoding) <= SHORT_TOKENS
-
-    def has_lone_short(self) -> bool:
-        """Only one text queued, of at most :data:`SHORT_TOKENS` tokens, and nothing planned."""
-        return (len(self._queue) == 1 and not self._pool and not self._cohorts
-                and len(self._queue[0].encoding) <= SHORT_TOKENS)
 
     def _wanted(self, p: _Pending) -> bool:
         """Whether a text is still to be run: not if its client left, or it is past its deadline (answered)."""

@@ -58,7 +58,8 @@ def test_a_lone_short_text_runs_on_the_event_loop_thread_and_the_rest_in_a_worke
 
 def test_a_lone_request_runs_in_its_own_step_and_requests_read_together_still_batch(bert_bundle):
     """``run_lone``: with the server's word that a request is its only one, its short text runs inside ``submit``
-    (before the scheduler's task has had a turn); without it, texts queued in the same round share one call."""
+    (before the scheduler's task has had a turn) and a longer call starts there; without it, texts queued in the
+    same round share one call."""
     clf = TextClassifier.load(bert_bundle, variant="optimized", threads=1, spinning=False)
     calls: list[int] = []
 
@@ -79,8 +80,13 @@ def test_a_lone_request_runs_in_its_own_step_and_requests_read_together_still_ba
         await submitted
         lone[0] = False  # two requests read in one round: neither may run alone
         await asyncio.gather(*(batcher.submit(clf.tokenizer.encode([text]), deadline) for text in ("one", "two")))
+        lone[0] = True  # a lone request of two texts: its call starts in a worker within its step
+        submitted = asyncio.ensure_future(batcher.submit(clf.tokenizer.encode(["two", "texts"]), deadline))
+        await asyncio.sleep(0)
+        started_within_its_step = batcher.scheduler.busy
+        await submitted
         await batcher.stop()
-        return ran_within_its_step
+        return ran_within_its_step, started_within_its_step
 
-    assert asyncio.run(asyncio.wait_for(main(), timeout=60)) == [1]
-    assert calls == [1, 2]
+    assert asyncio.run(asyncio.wait_for(main(), timeout=60)) == ([1], True)
+    assert calls == [1, 2, 2]
