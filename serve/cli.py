@@ -293,6 +293,6 @@ def _draining_server(uvicorn, app, args, config: ServeConfig):
     server = DrainingServer(uvicorn.Config(app.state.front, host=config.host, port=config.port, log_level="warning",
                                            timeout_graceful_shutdown=int(config.drain_s), access_log=False,
                                            http=guarded_protocol(config.head_timeout_s, config.max_connections)))
-    if app.state.ortpipe.scheduler is not None:  # a lone short request runs at once (Scheduler.run_lone)
+    if app.state.ortpipe.scheduler is not None:  # the server's only request starts at once (Scheduler.run_lone)
         app.state.ortpipe.scheduler.lone_request = lambda: len(server.server_state.tasks) <= 1
     return server
