@@ -1,4 +1,4 @@
-"""The response writes of a connection: what one step of the event loop writes goes out in one system call."""
+"""The response writes of a connection: a head and its body go out in one write."""
 
 import asyncio
 
