@@ -44,7 +44,8 @@ def _run_bench(args) -> int:
 
     bundle = args.bundle or default_bundle_dir()
     manifest = open_bundle(bundle, verify=True).manifest  # a clear error now rather than deep inside a path
-    paths = tuple(args.paths or default_path_names(manifest))
+    runnable = default_path_names(manifest)
+    paths = tuple(args.paths or runnable)
     check_paths(paths, manifest)
     options = {"bundle": bundle, "paths": paths, "data": args.data}
     if args.threads:
@@ -58,7 +59,6 @@ def _run_bench(args) -> int:
 
         results = run_bench(config, step)
     print(format_table(results))
-    runnable = default_path_names(manifest)
     unrunnable = [p for p in default_path_names() if p not in runnable]
     if unrunnable and not args.paths:
         print(f"Skipped: {', '.join(unrunnable)}: this bundle has no static-int8 variant (export with --static-int8)")
