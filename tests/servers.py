@@ -28,3 +28,15 @@ def serving(home: Path, *flags: str, headers: dict | None = None, threads: int =
     with serve_process(command, port, ready_timeout=ready_timeout, env=environ, headers=headers,
                        log=log) as (url, process):
         yield url, process, log
+
+
+def metric_sum(url: str, family: str, label: str = "", text: str | None = None) -> float:
+    """The sum of a metric family's samples whose labels contain ``label``, from ``text`` or a fresh scrape."""
+    import httpx
+
+    total = 0.0
+    for line in (text if text is not None else httpx.get(f"{url}/metrics", timeout=10).text).splitlines():
+        name, _, rest = line.partition("{")
+        if (name == family or line.startswith(family + " ")) and label in rest:
+            total += float(line.rsplit(" ", 1)[1])
+    return total

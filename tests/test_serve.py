@@ -23,7 +23,7 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
 from ortpipe.benchmarks.serve_load import free_port  # noqa: E402
-from servers import serving  # noqa: E402
+from servers import metric_sum, serving  # noqa: E402
 from ortpipe.export.validate import PROBE_TEXTS  # noqa: E402
 from ortpipe.runtime import TextClassifier  # noqa: E402
 from ortpipe.runtime.manifest import sha256_of  # noqa: E402
@@ -335,6 +335,13 @@ def test_sigterm_finishes_every_request_in_flight_then_exits_0(bert_bundle, tmp_
             async with httpx.AsyncClient(timeout=60) as client:
                 sent = [asyncio.ensure_future(one(client)) for _ in range(5)]
                 await asyncio.sleep(0.05)
+                # locally the server reads all five at once: wait until all are tokenized (queued next), as 50 ms
+                # fell short once on a VM whose host took the CPUs (Ray's router hands its replica one at a time)
+                deadline = time.monotonic() + 30
+                while engine == "local" and await asyncio.to_thread(
+                        metric_sum, url, "ortpipe_tokenize_seconds_count") < 5:
+                    assert time.monotonic() < deadline, "the five requests never all reached the server"
+                    await asyncio.sleep(0.005)
                 process.send_signal(signal.SIGTERM)
                 signalled = time.perf_counter()
                 return await asyncio.gather(*sent), finished, signalled

@@ -14,7 +14,7 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
-from servers import serving as shared_serving  # noqa: E402
+from servers import metric_sum, serving as shared_serving  # noqa: E402
 from ortpipe.runtime import TextClassifier  # noqa: E402
 from ortpipe.serve.security import allowed_bundle  # noqa: E402
 
@@ -201,16 +201,6 @@ def test_sighup_rereads_the_config(bundles, tmp_path):
         assert "SIGHUP: gone unloaded" in log.read_text()
 
 
-def _sum(url: str, family: str, label: str = "", text: str | None = None) -> float:
-    """The sum of a metric family's samples whose labels contain ``label``, from ``text`` or a fresh scrape."""
-    total = 0.0
-    for line in (text if text is not None else httpx.get(f"{url}/metrics", timeout=10).text).splitlines():
-        name, _, rest = line.partition("{")
-        if (name == family or line.startswith(family + " ")) and label in rest:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def _wait_until_all_queued_and_run(url: str, queued: int, run_after: int, timeout: float = 60) -> None:
     """Waits until ``queued`` texts were run or are queued (read from one scrape), then until ``run_after``
     more texts have run."""
@@ -219,12 +209,13 @@ def _wait_until_all_queued_and_run(url: str, queued: int, run_after: int, timeou
     deadline = time.monotonic() + timeout
     while True:
         scrape = httpx.get(f"{url}/metrics", timeout=10).text
-        if _sum(url, "ortpipe_texts_total", text=scrape) + _sum(url, "ortpipe_queue_depth", text=scrape) >= queued:
+        run = metric_sum(url, "ortpipe_texts_total", text=scrape)
+        if run + metric_sum(url, "ortpipe_queue_depth", text=scrape) >= queued:
             break
         assert time.monotonic() < deadline, "the three requests were never all queued"
         time.sleep(0.002)
-    start = _sum(url, "ortpipe_texts_total", text=scrape)
-    while _sum(url, "ortpipe_texts_total") < start + run_after:
+    start = metric_sum(url, "ortpipe_texts_total", text=scrape)
+    while metric_sum(url, "ortpipe_texts_total") < start + run_after:
         assert time.monotonic() < deadline, "the model stopped running texts"
         time.sleep(0.002)
 
@@ -252,8 +243,8 @@ def test_a_client_that_leaves_mid_request_has_its_unrun_texts_dropped(bert_bundl
                 _wait_until_all_queued_and_run(url, queued=3 * 256, run_after=30)
             assert all(job.result().status_code == 200 for job in heavy)
         time.sleep(0.5)
-        dropped = _sum(url, "ortpipe_dropped_texts_total", 'reason="disconnected"')
-        assert _sum(url, "ortpipe_rejections_total", 'reason="disconnected"') == 1
-        assert _sum(url, "ortpipe_requests_total", 'status="499"') == 1
+        dropped = metric_sum(url, "ortpipe_dropped_texts_total", 'reason="disconnected"')
+        assert metric_sum(url, "ortpipe_rejections_total", 'reason="disconnected"') == 1
+        assert metric_sum(url, "ortpipe_requests_total", 'status="499"') == 1
         assert 0 < dropped < 256, "the leaving client's texts were all run, or none: it left too late or too soon"
-        assert _sum(url, "ortpipe_texts_total") + dropped == 3 * 256  # each text run or dropped, once
+        assert metric_sum(url, "ortpipe_texts_total") + dropped == 3 * 256  # each text run or dropped, once
